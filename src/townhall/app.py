@@ -1,0 +1,63 @@
+"""`create_app(settings)`: builds the runtime and lets every slice register itself."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from townhall import __version__
+from townhall.config import Settings
+from townhall.errors import install_error_handlers
+from townhall.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from townhall.runtime import Runtime
+
+# Order matters only for the web shell, which must come first (templates used by the others).
+SLICES: list[str] = [
+    "townhall.web",
+    "townhall.health",
+    "townhall.accounts",
+    "townhall.audit",
+]
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
+    runtime = runtime or Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.events.connect()
+        if settings.in_process_jobs:
+            runtime.jobs.start_consumer()
+        try:
+            yield
+        finally:
+            runtime.jobs.stop_consumer()
+            await runtime.events.disconnect()
+
+    app = FastAPI(
+        title="Townhall",
+        version=__version__,
+        description="Open data portal, public service desk and insight for public offices.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = runtime
+    app.state.session_factory = runtime.session_factory
+    app.state.error_shapes = {}
+    install_error_handlers(app)
+    for name in SLICES:
+        importlib.import_module(name).register(app)
+    # Added last so they run first: every response carries a request id, and bodies are capped.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app

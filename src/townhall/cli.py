@@ -1,0 +1,320 @@
+"""The `townhall` command: serve, worker, database, users, tokens, demo data, verification."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from townhall.config import Settings
+
+app = typer.Typer(
+    name="townhall",
+    help="Townhall: open data portal, public service desk and insight for public offices.\n\n"
+    "Settings come from TOWNHALL_* environment variables and an optional townhall.toml; "
+    "see docs/configuration.md.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+db_app = typer.Typer(help="Database schema: create and upgrade.", no_args_is_help=True)
+users_app = typer.Typer(help="Create and list user accounts.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+demo_app = typer.Typer(help="The demo city.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(demo_app, name="demo")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic's message names the bad setting
+        err_console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _runtime():  # noqa: ANN202 - Runtime, imported lazily to keep `--help` fast
+    from townhall.runtime import Runtime
+
+    return Runtime(load_settings())
+
+
+def _upgrade(runtime: object) -> None:
+    from townhall.migrate import upgrade
+
+    upgrade(runtime.engine)  # type: ignore[attr-defined]
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed the demo city first (skipped if present).")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Migrate the database and serve the portal and the APIs."""
+    import uvicorn
+
+    from townhall.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    runtime = _runtime()
+    _upgrade(runtime)
+    if demo:
+        _seed_demo(runtime, only_if_empty=True)
+    console.print(f"Townhall serving on http://{host}:{port}/")
+    uvicorn.run(
+        create_app(runtime.settings, runtime=runtime),
+        host=host,
+        port=port,
+        workers=1 if workers < 1 else workers,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+@app.command()
+def worker(
+    threads: Annotated[int, typer.Option(help="Worker threads in this process.")] = 4,
+) -> None:
+    """Run background jobs (production, with TOWNHALL_REDIS_URL set)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    runtime = _runtime()
+    if runtime.settings.redis_url is None:
+        console.print(
+            "[yellow]No TOWNHALL_REDIS_URL: using the SQLite queue in the data folder. "
+            "`townhall serve` already runs a consumer in embedded mode.[/yellow]"
+        )
+    import asyncio
+    import threading
+
+    # Jobs publish events; give the bus a loop of its own in this process.
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True, name="event-loop").start()
+    asyncio.run_coroutine_threadsafe(runtime.events.connect(), loop).result(timeout=10)
+    console.print(f"Townhall worker: {threads} threads on the {runtime.jobs.backend} queue")
+    runtime.jobs.run_worker(threads)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration (safe to run again)."""
+    from townhall.migrate import current_revision
+
+    runtime = _runtime()
+    _upgrade(runtime)
+    console.print(f"Database at revision {current_revision(runtime.engine)}")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="Login email.")],
+    role: Annotated[str, typer.Option(help="admin, publisher, manager, staff or partner.")],
+    password: Annotated[
+        str, typer.Option(help="Initial password (10+ characters).", prompt=True, hide_input=True)
+    ],
+    org: Annotated[
+        list[str] | None, typer.Option("--org", help="Organization slug (repeatable).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+) -> None:
+    """Create a user with a role and organization memberships."""
+    from townhall.accounts import actions
+    from townhall.actor import system_actor
+    from townhall.db import unit_of_work
+
+    runtime = _runtime()
+    _upgrade(runtime)
+    with _cli_errors(), unit_of_work(runtime.session_factory) as session:
+        user = actions.create_user(
+            session,
+            actor=system_actor("cli"),
+            email=email,
+            password=password,
+            role=role,
+            display_name=name,
+            organization_slugs=org or [],
+        )
+        user_id = user.id
+    console.print(f"Created user {email} (id {user_id}, role {role})")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List every user and their role."""
+    from townhall.accounts import queries
+    from townhall.db import unit_of_work
+
+    runtime = _runtime()
+    table = Table("id", "email", "role", "active", "organizations")
+    with unit_of_work(runtime.session_factory) as session:
+        users, _ = queries.list_users(session, limit=100_000)
+        for user in users:
+            orgs = ", ".join(m.organization.slug for m in user.memberships)
+            table.add_row(str(user.id), user.email, user.role, str(user.is_active), orgs)
+    console.print(table)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    email: Annotated[str, typer.Option(help="The user the token acts as.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="A permission the token is limited to (repeatable)."),
+    ] = None,
+    expires_days: Annotated[
+        int, typer.Option("--expires-days", help="Days until the token expires.")
+    ] = 365,
+    name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "",
+) -> None:
+    """Create an API token; the token alone is printed on the last line."""
+    from townhall.accounts import actions, queries
+    from townhall.actor import system_actor
+    from townhall.db import unit_of_work
+
+    runtime = _runtime()
+    _upgrade(runtime)
+    with _cli_errors(), unit_of_work(runtime.session_factory) as session:
+        user = queries.user_by_email(session, email)
+        if user is None:
+            err_console.print(f"[red]No user with email {email}[/red]")
+            raise typer.Exit(1)
+        token, raw = actions.create_api_token(
+            session,
+            actor=system_actor("cli"),
+            user_id=user.id,
+            name=name,
+            scopes=scope or [],
+            expires_in_days=expires_days,
+        )
+        token_id = token.id
+    console.print(f"Token {token_id} for {email}; store it now, it is not shown again:")
+    print(raw)  # noqa: T201 - the contract: the token alone on the last line, no markup
+
+
+@tokens_app.command("list")
+def tokens_list(
+    email: Annotated[str | None, typer.Option(help="Only this user's tokens.")] = None,
+) -> None:
+    """List tokens (never the tokens themselves, only their first characters)."""
+    from townhall.accounts import queries
+    from townhall.db import unit_of_work
+
+    runtime = _runtime()
+    table = Table("id", "user", "name", "starts with", "scopes", "expires", "state")
+    with unit_of_work(runtime.session_factory) as session:
+        user_id = None
+        if email:
+            user = queries.user_by_email(session, email)
+            if user is None:
+                err_console.print(f"[red]No user with email {email}[/red]")
+                raise typer.Exit(1)
+            user_id = user.id
+        for token in queries.list_tokens(session, user_id=user_id):
+            state = "revoked" if token.revoked_at else "active"
+            table.add_row(
+                str(token.id),
+                token.user.email,
+                token.name,
+                token.prefix,
+                ", ".join(token.scopes) or "(all)",
+                token.expires_at.date().isoformat() if token.expires_at else "never",
+                state,
+            )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
+    """Revoke a token at once (idempotent)."""
+    from townhall.accounts import actions
+    from townhall.actor import system_actor
+    from townhall.db import unit_of_work
+
+    runtime = _runtime()
+    with _cli_errors(), unit_of_work(runtime.session_factory) as session:
+        actions.revoke_api_token(session, actor=system_actor("cli"), token_id=token_id)
+    console.print(f"Token {token_id} revoked")
+
+
+@demo_app.command("seed")
+def demo_seed(
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same city.")] = 2026,
+    requests: Annotated[int, typer.Option(help="Number of service requests.")] = 60_000,
+) -> None:
+    """Seed the demo city (districts, offices, services, staff, requests, datasets)."""
+    runtime = _runtime()
+    _upgrade(runtime)
+    _seed_demo(runtime, only_if_empty=False, seed=seed, request_count=requests)
+
+
+def _seed_demo(
+    runtime: object, *, only_if_empty: bool, seed: int = 2026, request_count: int = 60_000
+) -> None:
+    from townhall.demo.seed import seed_demo_city
+
+    with progress_bar() as progress:
+        summary = seed_demo_city(
+            runtime,  # type: ignore[arg-type]
+            seed=seed,
+            request_count=request_count,
+            only_if_empty=only_if_empty,
+            progress=progress,
+        )
+    console.print(summary)
+
+
+@app.command()
+def verify() -> None:
+    """Check the audit trail's hash chain; exit 1 naming the first bad entry."""
+    from townhall.audit.queries import verify_chain
+    from townhall.db import unit_of_work
+
+    runtime = _runtime()
+    with progress_bar() as progress, unit_of_work(runtime.session_factory) as session:
+        task = progress.add_task("Audit trail", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = verify_chain(session, progress=advance)
+    if report.ok:
+        console.print(f"[green]Audit trail intact:[/green] {report.entries_checked} entries")
+        return
+    err_console.print(f"[red]Audit trail broken:[/red] {report.problem}")
+    raise typer.Exit(1)
+
+
+class _cli_errors:  # noqa: N801 - used as a context manager, reads like a phrase
+    """Turn expected errors into a red line and exit code 1 instead of a traceback."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, _tb: object) -> bool:
+        from townhall.errors import TownhallError
+
+        if isinstance(exc, TownhallError):
+            err_console.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(1)
+        return False

@@ -1,0 +1,176 @@
+"""Typed settings from `TOWNHALL_*` environment variables and an optional `townhall.toml`.
+
+Nothing here is built at import time: `Settings()` is created by the CLI or by tests and passed
+to `create_app(settings)`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-insecure-secret-key"})
+DEVELOPMENT_SECRET = "dev-insecure-secret-key"
+
+
+class Settings(BaseSettings):
+    """Every setting Townhall reads. Each one is documented in docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOWNHALL_",
+        extra="ignore",
+        toml_file=os.environ.get("TOWNHALL_CONFIG_FILE", "townhall.toml"),
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses placeholder secrets."
+    )
+    data_dir: Path = Field(
+        Path("townhall-data"),
+        description="Folder for the embedded SQLite database, lake, job queue and keys.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Default: SQLite `townhall.db` in the data folder. "
+        "Production: `postgresql+psycopg://user:pass@host/db`.",
+    )
+    lake_catalog_url: str | None = Field(
+        None,
+        description="DuckLake catalog. Default: SQLite `lake.sqlite` in the data folder, or the "
+        "main PostgreSQL database (schema `lake`) when the main database is PostgreSQL.",
+    )
+    lake_data_path: Path | None = Field(
+        None, description="Where the lake's Parquet files live. Default: `<data_dir>/lake/`."
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis for jobs and events across nodes. Unset: in-process queue and bus.",
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(DEVELOPMENT_SECRET),
+        description="Signs sessions and CSRF tokens. Must be set in production.",
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8000", description="Public address, used in links in emails and feeds."
+    )
+    site_name: str = Field("Townhall", description="The office's name shown in the page header.")
+    smtp_host: str | None = Field(None, description="SMTP server for email notifications.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
+    smtp_username: str | None = Field(None, description="SMTP user, if the server wants one.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    mail_from: str = Field("townhall@localhost", description="Sender address of emails.")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted by the JSON API, in bytes; uploads excepted.",
+    )
+    max_upload_bytes: int = Field(
+        2 * 1024**3, ge=1024, description="Largest uploaded file, in bytes."
+    )
+    session_max_age_seconds: int = Field(
+        8 * 3600, ge=60, description="How long a web login lasts without activity."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins per email and address before a pause."
+    )
+    login_lockout_seconds: int = Field(
+        900, ge=1, description="How long login is paused after too many failures."
+    )
+    run_jobs_in_process: bool | None = Field(
+        None,
+        description="Run a job consumer thread inside `townhall serve`. Default: yes without "
+        "Redis, no with Redis (run `townhall worker`).",
+    )
+    query_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time limit of one data query."
+    )
+    query_row_cap: int = Field(10_000, ge=1, description="Most rows one data query returns.")
+    duckdb_memory_limit: str = Field("2GB", description="DuckDB memory limit per connection.")
+    duckdb_threads: int = Field(
+        os.cpu_count() or 2, ge=1, description="DuckDB threads per connection."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file, so an operator can override one value at start-up.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.env == "production" and (
+            self.secret_key.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+            or len(self.secret_key.get_secret_value()) < 16
+        ):
+            raise ValueError(
+                "TOWNHALL_SECRET_KEY is a placeholder or shorter than 16 characters; "
+                "set a long random value in production (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
+    # Derived locations: one place decides where every file lives.
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'townhall.db').resolve()}"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.resolved_database_url.startswith("postgresql")
+
+    @property
+    def resolved_lake_data_path(self) -> Path:
+        return (self.lake_data_path or self.data_dir / "lake").resolve()
+
+    @property
+    def resolved_lake_catalog_url(self) -> str:
+        """DuckLake catalog location: `sqlite:<file>` or a libpq `postgres:` connection string."""
+        if self.lake_catalog_url:
+            return self.lake_catalog_url
+        if self.is_postgres:
+            return "postgres:" + _libpq_dsn(self.resolved_database_url)
+        return f"sqlite:{(self.data_dir / 'lake.sqlite').resolve()}"
+
+    @property
+    def jobs_db_path(self) -> Path:
+        return (self.data_dir / "jobs.db").resolve()
+
+    @property
+    def in_process_jobs(self) -> bool:
+        if self.run_jobs_in_process is not None:
+            return self.run_jobs_in_process
+        return self.redis_url is None
+
+
+def _libpq_dsn(sqlalchemy_url: str) -> str:
+    """Turn `postgresql+psycopg://u:p@h:5432/db` into `dbname=db host=h port=5432 user=u ...`."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(sqlalchemy_url)
+    parts = {
+        "dbname": url.database,
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+    }
+    return " ".join(f"{key}={value}" for key, value in parts.items() if value is not None)

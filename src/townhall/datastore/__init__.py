@@ -1,0 +1,1 @@
+"""Dataset tables: the DuckLake lake, ingest, queries and exports."""

@@ -1,0 +1,58 @@
+"""Everything a process builds once from its settings: engine, sessions, lake, jobs, events.
+
+The web app, the worker and the CLI each build one `Runtime`; nothing is global.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from townhall.config import Settings
+from townhall.db import make_engine, make_session_factory
+
+if TYPE_CHECKING:
+    from townhall.datastore.lake import Lake
+    from townhall.events import EventBus
+    from townhall.jobs import JobQueue
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings)
+
+    @cached_property
+    def session_factory(self) -> sessionmaker[Session]:
+        return make_session_factory(self.engine)
+
+    @cached_property
+    def jobs(self) -> JobQueue:
+        # Imported here so CLI commands that never queue do not load Huey.
+        from townhall.jobs import JobQueue
+
+        return JobQueue(self)
+
+    @cached_property
+    def events(self) -> EventBus:
+        from townhall.events import EventBus
+
+        return EventBus(self.settings)
+
+    @cached_property
+    def lake(self) -> Lake:
+        from townhall.datastore.lake import Lake
+
+        return Lake(self.settings)
+
+    def close(self) -> None:
+        if "jobs" in self.__dict__:
+            self.jobs.stop_consumer()
+        if "engine" in self.__dict__:
+            self.engine.dispose()

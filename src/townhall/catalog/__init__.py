@@ -1,0 +1,1 @@
+"""Organizations' datasets, resources and versions; search; metadata formats."""

@@ -90,7 +90,6 @@ def _empty_tables(runtime: Runtime) -> None:
                 conn.execute(text(f"DELETE FROM {table}"))
 
 
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -120,12 +119,12 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 
 @pytest.fixture
-def app(runtime: Runtime):  # noqa: ANN201
+def app(runtime: Runtime):
     return create_app(runtime.settings, runtime=runtime)
 
 
 @pytest.fixture
-def client(app) -> Iterator[TestClient]:  # noqa: ANN001
+def client(app) -> Iterator[TestClient]:
     with TestClient(app, base_url="http://testserver") as test_client:
         yield test_client
 
@@ -140,13 +139,21 @@ class Account:
 
 
 def make_account(
-    runtime: Runtime, role: str, *, email: str | None = None, scopes: list[str] | None = None,
+    runtime: Runtime,
+    role: str,
+    *,
+    email: str | None = None,
+    scopes: list[str] | None = None,
     orgs: list[str] | None = None,
 ) -> Account:
     email = email or f"{role}-{secrets.token_hex(4)}@city.example"
     with unit_of_work(runtime.session_factory) as session:
         user = actions.create_user(
-            session, actor=system_actor("test"), email=email, password=PASSWORD, role=role,
+            session,
+            actor=system_actor("test"),
+            email=email,
+            password=PASSWORD,
+            role=role,
             organization_slugs=orgs or [],
         )
         _, raw = actions.create_api_token(

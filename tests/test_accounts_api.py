@@ -68,10 +68,13 @@ def test_token_is_shown_once_and_stored_hashed(client, admin, runtime):
     listed = client.get("/api/v1/tokens", headers=auth(admin)).json()
     assert all("token" not in item for item in listed)
     with unit_of_work(runtime.session_factory) as session:
-        hashes = session.scalars(ApiToken.__table__.select().with_only_columns(
-            ApiToken.token_hash)).all()
+        hashes = session.scalars(
+            ApiToken.__table__.select().with_only_columns(ApiToken.token_hash)
+        ).all()
     assert raw not in hashes
-    assert client.get("/api/v1/users", headers={"Authorization": f"Bearer {raw}"}).status_code == 200
+    assert (
+        client.get("/api/v1/users", headers={"Authorization": f"Bearer {raw}"}).status_code == 200
+    )
 
 
 def test_revoked_and_expired_tokens_are_refused(client, admin, runtime):

@@ -89,9 +89,16 @@ def test_rehashed_forgery_breaks_the_next_link(runtime):
         entry = session.scalar(select(AuditEntry).where(AuditEntry.seq == 2))
         entry.changes = {"slug": "forged"}
         entry.entry_hash = entry_hash(
-            seq=entry.seq, at=entry.at, actor_id=entry.actor_id, actor=entry.actor,
-            action=entry.action, object_type=entry.object_type, object_id=entry.object_id,
-            changes=entry.changes, request_id=entry.request_id, prev_hash=entry.prev_hash,
+            seq=entry.seq,
+            at=entry.at,
+            actor_id=entry.actor_id,
+            actor=entry.actor,
+            action=entry.action,
+            object_type=entry.object_type,
+            object_id=entry.object_id,
+            changes=entry.changes,
+            request_id=entry.request_id,
+            prev_hash=entry.prev_hash,
         )
     report = _verify(runtime)
     assert report.first_bad_seq == 3

@@ -25,8 +25,16 @@ def test_users_tokens_and_verify(runtime, client):
     env = _env(runtime.settings)
     created = runner.invoke(
         app,
-        ["users", "create", "--email", "ops@city.example", "--role", "admin",
-         "--password", "long-enough-password"],
+        [
+            "users",
+            "create",
+            "--email",
+            "ops@city.example",
+            "--role",
+            "admin",
+            "--password",
+            "long-enough-password",
+        ],
         env=env,
     )
     assert created.exit_code == 0, created.output
@@ -34,8 +42,16 @@ def test_users_tokens_and_verify(runtime, client):
 
     token_run = runner.invoke(
         app,
-        ["tokens", "create", "--email", "ops@city.example", "--scope", "users:read",
-         "--expires-days", "7"],
+        [
+            "tokens",
+            "create",
+            "--email",
+            "ops@city.example",
+            "--scope",
+            "users:read",
+            "--expires-days",
+            "7",
+        ],
         env=env,
     )
     assert token_run.exit_code == 0, token_run.output
@@ -45,7 +61,8 @@ def test_users_tokens_and_verify(runtime, client):
     assert me.status_code == 200
     # The scope limits the token: users:read but not users:manage.
     denied = client.post(
-        "/api/v1/users", headers={"Authorization": f"Bearer {token}"},
+        "/api/v1/users",
+        headers={"Authorization": f"Bearer {token}"},
         json={"email": "x@city.example", "role": "staff"},
     )
     assert denied.status_code == 403
@@ -69,13 +86,31 @@ def test_bad_role_and_duplicate_user_exit_non_zero(runtime):
     runner = CliRunner()
     env = _env(runtime.settings)
     bad = runner.invoke(
-        app, ["users", "create", "--email", "a@city.example", "--role", "king",
-              "--password", "long-enough-password"], env=env,
+        app,
+        [
+            "users",
+            "create",
+            "--email",
+            "a@city.example",
+            "--role",
+            "king",
+            "--password",
+            "long-enough-password",
+        ],
+        env=env,
     )
     assert bad.exit_code == 1
     assert "role" in bad.output
-    args = ["users", "create", "--email", "b@city.example", "--role", "staff",
-            "--password", "long-enough-password"]
+    args = [
+        "users",
+        "create",
+        "--email",
+        "b@city.example",
+        "--role",
+        "staff",
+        "--password",
+        "long-enough-password",
+    ]
     assert runner.invoke(app, args, env=env).exit_code == 0
     again = runner.invoke(app, args, env=env)
     assert again.exit_code == 1
@@ -85,8 +120,20 @@ def test_bad_role_and_duplicate_user_exit_non_zero(runtime):
 def test_revoke_token_by_id(runtime, client):
     runner = CliRunner()
     env = _env(runtime.settings)
-    runner.invoke(app, ["users", "create", "--email", "c@city.example", "--role", "staff",
-                        "--password", "long-enough-password"], env=env)
+    runner.invoke(
+        app,
+        [
+            "users",
+            "create",
+            "--email",
+            "c@city.example",
+            "--role",
+            "staff",
+            "--password",
+            "long-enough-password",
+        ],
+        env=env,
+    )
     token = runner.invoke(app, ["tokens", "create", "--email", "c@city.example"], env=env)
     raw = token.output.strip().splitlines()[-1]
     assert client.get("/api/v1/me", headers={"Authorization": raw}).status_code == 200

@@ -20,6 +20,7 @@ SLICES: list[str] = [
     "townhall.health",
     "townhall.accounts",
     "townhall.audit",
+    "townhall.catalog",
 ]
 
 

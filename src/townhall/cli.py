@@ -209,7 +209,7 @@ def tokens_create(
         )
         token_id = token.id
     console.print(f"Token {token_id} for {email}; store it now, it is not shown again:")
-    print(raw)  # noqa: T201 - the contract: the token alone on the last line, no markup
+    print(raw)
 
 
 @tokens_app.command("list")
@@ -259,7 +259,9 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(help="The token's id."
 
 @demo_app.command("seed")
 def demo_seed(
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same city.")] = 2026,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same city.")
+    ] = 2026,
     requests: Annotated[int, typer.Option(help="Number of service requests.")] = 60_000,
 ) -> None:
     """Seed the demo city (districts, offices, services, staff, requests, datasets)."""

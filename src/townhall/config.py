@@ -19,7 +19,7 @@ from pydantic_settings import (
 )
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-insecure-secret-key"})
-DEVELOPMENT_SECRET = "dev-insecure-secret-key"
+DEVELOPMENT_SECRET = "dev-insecure-secret-key"  # noqa: S105 - refused in production
 
 
 class Settings(BaseSettings):
@@ -91,9 +91,7 @@ class Settings(BaseSettings):
         description="Run a job consumer thread inside `townhall serve`. Default: yes without "
         "Redis, no with Redis (run `townhall worker`).",
     )
-    query_timeout_seconds: float = Field(
-        10.0, gt=0, description="Time limit of one data query."
-    )
+    query_timeout_seconds: float = Field(10.0, gt=0, description="Time limit of one data query.")
     query_row_cap: int = Field(10_000, ge=1, description="Most rows one data query returns.")
     duckdb_memory_limit: str = Field("2GB", description="DuckDB memory limit per connection.")
     duckdb_threads: int = Field(

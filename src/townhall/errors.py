@@ -70,9 +70,7 @@ class NotFoundError(TownhallError):
 
 class PermissionDenied(TownhallError):
     def __init__(self, permission: str) -> None:
-        super().__init__(
-            403, "permission_denied", f"This needs the permission {permission!r}."
-        )
+        super().__init__(403, "permission_denied", f"This needs the permission {permission!r}.")
 
 
 class ConflictError(TownhallError):
@@ -167,9 +165,7 @@ def _validation_errors(exc: RequestValidationError) -> tuple[str, str, list[dict
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TownhallError)
     async def _townhall_error(request: Request, exc: TownhallError) -> Response:
-        return _render_or_json(
-            request, exc.status, exc.code, exc.message, exc.errors, exc.headers
-        )
+        return _render_or_json(request, exc.status, exc.code, exc.message, exc.errors, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

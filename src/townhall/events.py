@@ -65,12 +65,12 @@ class EventBus:
             await self._broadcast.disconnect()
             self._loop = None
 
-    async def publish(self, channel: str, type: str, data: dict[str, Any]) -> Event:  # noqa: A002
+    async def publish(self, channel: str, type: str, data: dict[str, Any]) -> Event:
         event = Event(channel=channel, type=type, data=data, at=utcnow().isoformat())
         await self._broadcast.publish(CHANNEL_PREFIX + channel, event.to_json())
         return event
 
-    def publish_threadsafe(self, channel: str, type: str, data: dict[str, Any]) -> None:  # noqa: A002
+    def publish_threadsafe(self, channel: str, type: str, data: dict[str, Any]) -> None:
         """Publish from a worker thread; fire-and-forget, errors are logged."""
         loop = self._loop
         if loop is None or loop.is_closed():
@@ -96,7 +96,11 @@ def _log_failure(future: Any) -> None:
 
 
 def publish_after_commit(
-    session: Session, bus: EventBus | None, channel: str, type: str, data: dict[str, Any]  # noqa: A002
+    session: Session,
+    bus: EventBus | None,
+    channel: str,
+    type: str,
+    data: dict[str, Any],
 ) -> None:
     """Queue an event to go out once the transaction commits."""
     if bus is None:

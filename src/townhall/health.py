@@ -9,14 +9,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client import generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from townhall.accounts.auth import PUBLIC, PublicActor
-from townhall.events import EventBus
 from townhall.db import ping as ping_database
+from townhall.events import EventBus
 from townhall.runtime import Runtime
 
 router = APIRouter()
@@ -55,7 +60,9 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", dependencies=[PUBLIC], tags=["health"], summary="Prometheus metrics")
 def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
 
 
 @router.get(

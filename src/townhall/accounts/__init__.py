@@ -13,7 +13,8 @@ def register(app: FastAPI) -> None:
 
     app.include_router(api.router)
     app.include_router(views.router)
-    app.add_middleware(AuthCookieMiddleware, secure=app.state.settings.base_url.startswith("https"))
+    secure = app.state.settings.base_url.startswith("https")
+    app.add_middleware(AuthCookieMiddleware, secure=secure)
 
 
 class AuthCookieMiddleware:
@@ -33,13 +34,8 @@ class AuthCookieMiddleware:
                 state = scope.get("state", {})
                 headers = message.setdefault("headers", [])
                 if nonce := state.get("new_anon_nonce"):
-                    headers.append(
-                        (
-                            b"set-cookie",
-                            f"{ANON_COOKIE}={nonce}; Path=/; HttpOnly; SameSite=Lax{self.secure}"
-                            .encode(),
-                        )
-                    )
+                    cookie = f"{ANON_COOKIE}={nonce}; Path=/; HttpOnly; SameSite=Lax{self.secure}"
+                    headers.append((b"set-cookie", cookie.encode()))
                 if state.get("clear_session_cookie"):
                     headers.append(
                         (b"set-cookie", f"{SESSION_COOKIE}=; Path=/; Max-Age=0".encode())

@@ -41,7 +41,12 @@ def _invalid(field: str, message: str) -> TownhallError:
 
 
 def create_organization(
-    session: Session, *, actor: Actor, slug: str, name: str, kind: str = "office",
+    session: Session,
+    *,
+    actor: Actor,
+    slug: str,
+    name: str,
+    kind: str = "office",
     description: str = "",
 ) -> Organization:
     actor.require("organizations:manage")
@@ -51,8 +56,12 @@ def create_organization(
     session.add(organization)
     session.flush()
     record(
-        session, actor=actor, action="organization.create", object_type="organization",
-        object_id=organization.id, changes={"slug": slug, "name": name, "kind": kind},
+        session,
+        actor=actor,
+        action="organization.create",
+        object_type="organization",
+        object_id=organization.id,
+        changes={"slug": slug, "name": name, "kind": kind},
     )
     return organization
 
@@ -93,7 +102,11 @@ def create_user(
         session.add(Membership(user_id=user.id, organization_id=organization.id))
     session.flush()
     record(
-        session, actor=actor, action="user.create", object_type="user", object_id=user.id,
+        session,
+        actor=actor,
+        action="user.create",
+        object_type="user",
+        object_id=user.id,
         changes={"email": email, "role": role, "organizations": organization_slugs or []},
     )
     return user
@@ -131,8 +144,12 @@ def update_user(
     if changes:
         session.flush()
         record(
-            session, actor=actor, action="user.update", object_type="user",
-            object_id=user.id, changes=changes,
+            session,
+            actor=actor,
+            action="user.update",
+            object_type="user",
+            object_id=user.id,
+            changes=changes,
         )
     return user
 
@@ -192,10 +209,17 @@ def create_api_token(
     session.add(token)
     session.flush()
     record(
-        session, actor=actor, action="token.create", object_type="api_token",
+        session,
+        actor=actor,
+        action="token.create",
+        object_type="api_token",
         object_id=token.id,
-        changes={"user_id": user.id, "name": name, "scopes": token.scopes,
-                 "expires_at": token.expires_at.isoformat() if token.expires_at else None},
+        changes={
+            "user_id": user.id,
+            "name": name,
+            "scopes": token.scopes,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        },
     )
     return token, raw
 
@@ -212,8 +236,12 @@ def revoke_api_token(session: Session, *, actor: Actor, token_id: int) -> ApiTok
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         record(
-            session, actor=actor, action="token.revoke", object_type="api_token",
-            object_id=token.id, changes={"user_id": token.user_id},
+            session,
+            actor=actor,
+            action="token.revoke",
+            object_type="api_token",
+            object_id=token.id,
+            changes={"user_id": token.user_id},
         )
     return token
 
@@ -257,7 +285,10 @@ def end_web_session(session: Session, *, actor: Actor, web_session_id: int) -> N
         return
     web_session.ended_at = utcnow()
     record(
-        session, actor=actor, action="session.logout", object_type="user",
+        session,
+        actor=actor,
+        action="session.logout",
+        object_type="user",
         object_id=web_session.user_id,
     )
 

@@ -45,9 +45,7 @@ def token_public(token: ApiToken) -> TokenPublic:
 
 
 @router.get("/me", response_model=MePublic, summary="The calling account")
-def read_me(
-    db: DbSession, actor: Annotated[Actor, Depends(requires("account:read"))]
-) -> MePublic:
+def read_me(db: DbSession, actor: Annotated[Actor, Depends(requires("account:read"))]) -> MePublic:
     user = queries.user_by_id(db, actor.user_id or 0)
     if user is None:
         raise NotFoundError("user", actor.user_id)
@@ -141,9 +139,7 @@ def revoke_token(
     return token_public(actions.revoke_api_token(db, actor=actor, token_id=token_id))
 
 
-@router.get(
-    "/organizations", response_model=list[OrganizationPublic], summary="List organizations"
-)
+@router.get("/organizations", response_model=list[OrganizationPublic], summary="List organizations")
 def list_organizations(db: DbSession, _actor: PublicActor) -> list[OrganizationPublic]:
     return [OrganizationPublic.model_validate(o) for o in queries.list_organizations(db)]
 

@@ -106,7 +106,9 @@ CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 
 def csrf_token_for(request: Request, actor: Actor) -> str:
-    return csrf_token(request.app.state.settings.secret_key.get_secret_value(), actor.csrf_binding or "")
+    return csrf_token(
+        request.app.state.settings.secret_key.get_secret_value(), actor.csrf_binding or ""
+    )
 
 
 async def check_csrf(request: Request, actor: Actor) -> None:

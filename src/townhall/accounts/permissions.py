@@ -37,16 +37,34 @@ PERMISSIONS: dict[str, str] = {
     "system:admin": "Backups, restore, lockdown and other administration.",
 }
 
-_STAFF = {"account:read", "tokens:manage-own", "events:subscribe", "queues:operate", "requests:work"}
+_STAFF = {
+    "account:read",
+    "tokens:manage-own",
+    "events:subscribe",
+    "queues:operate",
+    "requests:work",
+}
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
     "publisher": frozenset(
-        {"account:read", "tokens:manage-own", "events:subscribe", "datasets:publish",
-         "datasets:read-restricted", "open311:submit"}
+        {
+            "account:read",
+            "tokens:manage-own",
+            "events:subscribe",
+            "datasets:publish",
+            "datasets:read-restricted",
+            "open311:submit",
+        }
     ),
     "manager": frozenset(
-        _STAFF | {"insights:read", "directory:edit", "users:read", "datasets:read-restricted",
-                  "open311:submit"}
+        _STAFF
+        | {
+            "insights:read",
+            "directory:edit",
+            "users:read",
+            "datasets:read-restricted",
+            "open311:submit",
+        }
     ),
     "staff": frozenset(_STAFF | {"open311:submit"}),
     "partner": frozenset(

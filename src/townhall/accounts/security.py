@@ -13,7 +13,7 @@ _password_hash = PasswordHash((Argon2Hasher(),))
 # Hashing a dummy password on unknown emails keeps login time the same for every email.
 _DUMMY_HASH = _password_hash.hash("timing-equaliser-not-a-password")
 
-TOKEN_PREFIX = "th_"
+TOKEN_PREFIX = "th_"  # noqa: S105 - a prefix, not a secret
 MIN_PASSWORD_LENGTH = 10
 
 

@@ -1,6 +1,6 @@
 """Tamper-evident audit trail: every audited action appends a hash-chained entry."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 from fastapi import FastAPI
 

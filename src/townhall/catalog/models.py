@@ -65,7 +65,9 @@ class Dataset(Base):
 
     organization: Mapped[Organization] = relationship(lazy="joined")
     resources: Mapped[list[Resource]] = relationship(
-        back_populates="dataset", order_by="Resource.position", lazy="selectin",
+        back_populates="dataset",
+        order_by="Resource.position",
+        lazy="selectin",
         cascade="all, delete-orphan",
     )
 
@@ -74,7 +76,9 @@ class Resource(Base):
     __tablename__ = "resources"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(300))
     description: Mapped[str] = mapped_column(Text, default="")
     format: Mapped[str] = mapped_column(String(40), default="")

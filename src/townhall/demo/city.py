@@ -363,22 +363,26 @@ def _city_cells(rng: random.Random, blocks: dict[tuple[int, int], _Block]) -> se
 def _partition(
     rng: random.Random, blocks: dict[tuple[int, int], _Block], city: set[tuple[int, int]], k: int
 ) -> list[set[tuple[int, int]]]:
-    """Split the city into k edge-connected districts: a weighted Voronoi of seed blocks
-    (uneven sizes, curved borders along streets), then stray pieces merged into neighbours."""
+    """Split the city into k edge-connected districts: a weighted Voronoi of seed blocks on
+    two jittered rings around a compact old town (uneven sizes, borders along streets), then
+    stray pieces merged into their neighbours."""
     ordered = sorted(city)
-    seeds = [min(ordered, key=lambda c: math.hypot(blocks[c].cx, blocks[c].cy))]
-    while len(seeds) < k:  # best-candidate sampling spreads seeds evenly but not on a grid
-        candidates = rng.sample(ordered, 24)
-        seeds.append(
-            max(
-                candidates,
-                key=lambda c: min(
-                    math.hypot(blocks[c].cx - blocks[s].cx, blocks[c].cy - blocks[s].cy)
-                    for s in seeds
-                ),
-            )
-        )
-    weights = [0.4] + [rng.uniform(-0.3, 0.5) for _ in seeds[1:]]
+
+    def nearest(x: float, y: float) -> tuple[int, int]:
+        return min(ordered, key=lambda c: math.hypot(blocks[c].cx - x, blocks[c].cy - y))
+
+    seeds = [nearest(0.0, 0.0)]
+    inner = (k - 1) // 3 + 1
+    for count, radius in ((inner, rng.uniform(2.2, 2.8)), (k - 1 - inner, rng.uniform(4.4, 5.0))):
+        offset = rng.uniform(0, math.tau)
+        for n in range(count):
+            theta = offset + math.tau * (n + rng.uniform(-0.2, 0.2)) / count
+            r = radius * rng.uniform(0.9, 1.1)
+            cell = nearest(r * math.cos(theta), r * math.sin(theta))
+            if cell in seeds:  # pragma: no cover - rings are kilometres apart
+                raise RuntimeError("two district seeds share a block")
+            seeds.append(cell)
+    weights = [0.0] + [rng.uniform(-0.15, 0.3) for _ in seeds[1:]]
     owner = {}
     for c in ordered:
         b = blocks[c]
@@ -415,9 +419,7 @@ def _rings(geom: Polygon) -> tuple[tuple[tuple[float, float], ...], ...]:
         )
         return pts if (signed > 0) == ccw else pts[::-1]
 
-    return (ring(geom.exterior.coords, True),) + tuple(
-        ring(h.coords, False) for h in geom.interiors
-    )
+    return (ring(geom.exterior.coords, True), *(ring(h.coords, False) for h in geom.interiors))
 
 
 # --- calendar ------------------------------------------------------------------------------------
@@ -477,9 +479,11 @@ _WEEK_STEADY: Final = (1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.75)
 
 _HOURS: Final[dict[str, tuple[int, ...]]] = {
     "day": (2, 1, 1, 1, 1, 3, 8, 20, 38, 46, 48, 45, 40, 42, 43, 40, 34, 28, 22, 18, 14, 10, 6, 3),
-    "weekend": (4, 2, 1, 1, 1, 2, 4, 9, 18, 28, 34, 36, 35, 33, 31, 29, 26, 22, 18, 15, 12, 9, 7, 5),
+    "weekend": (4, 2, 1, 1, 1, 2, 4, 9, 18, 28, 34, 36, 35, 33, 31, 29, 26, 22, 18, 15, 12, 9, 7,
+                5),
     "night": (30, 24, 14, 6, 3, 2, 3, 4, 6, 7, 8, 8, 8, 8, 8, 9, 10, 12, 15, 19, 24, 32, 38, 36),
-    "evening": (6, 3, 2, 1, 1, 3, 8, 12, 14, 14, 13, 12, 11, 11, 11, 12, 14, 20, 30, 38, 36, 28, 18, 10),
+    "evening": (6, 3, 2, 1, 1, 3, 8, 12, 14, 14, 13, 12, 11, 11, 11, 12, 14, 20, 30, 38, 36, 28, 18,
+                10),
     "early": (3, 2, 2, 3, 6, 14, 30, 40, 38, 32, 26, 22, 18, 16, 14, 12, 10, 9, 8, 6, 5, 4, 3, 3),
 }  # fmt: skip
 
@@ -518,7 +522,7 @@ _MODELS: Final[dict[str, _RequestModel]] = {
                           False, (0, 2.5, 0.3, 0)),  # summer growth, then wind storms
     "ABANDONED_VEHICLE": _RequestModel(4, _cos(120, 0.1), _WEEK_DEFAULT, "day", "dense",
                                        "people", True, (0, 0, 0, 0)),
-    "SNOW_ICE": _RequestModel(6, _bell(20, 40, 0.0), _WEEK_STEADY, "early", "flat", "people",
+    "SNOW_ICE": _RequestModel(6, _bell(20, 32, 0.0), _WEEK_STEADY, "early", "flat", "people",
                               False, (3.0, 0, 0, 0), around_the_clock=True),
     "LEAF_COLLECTION": _RequestModel(4, _bell(310, 16, 0.01), _WEEK_DEFAULT, "day", "green",
                                      "green", False, (0, 0.3, 0, 0)),
@@ -680,21 +684,28 @@ def _build_offices(
     central_cells = sorted(geo.district_cells[0], key=lambda c: -geo.cell_people[c])
     plan = [
         ("city-hall", f"{texts.CITY_NAME} City Hall", "city_hall", central, central_cells[0], 8),
-        ("permit-center", "Permit & Licensing Center", "permit_office", central,
-         central_cells[1], 4),
+        (
+            "permit-center",
+            "Permit & Licensing Center",
+            "permit_office",
+            central,
+            central_cells[1],
+            4,
+        ),
         ("public-works-yard", "Public Works Yard", "depot", depot_district, None, 2),
         ("parks-forestry", "Parks & Forestry Office", "parks", parks_district, None, 1),
     ] + [
         (f"{d.slug}-service-center", f"{d.name} Service Center", "service_center", d, None, 3)
         for d in centres
-    ]  # fmt: skip
+    ]
     offices, hours = [], []
     for n, (slug, name, kind, district, cell, counters) in enumerate(plan):
         cells = geo.district_cells[district.id - 1]
         if cell is None:
             cell = max(cells, key=lambda c: geo.cell_people[c] * rng.uniform(0.5, 1.5))
-        lon, lat = _lonlat(*geo.blocks[cell].point(0.5, 0.5))
-        address, _ = _address(geo, cell, 0.5, 0.3, on_row=rng.random() < 0.5)
+        a, b = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8)
+        lon, lat = _lonlat(*geo.blocks[cell].point(a, b))
+        address, _ = _address(geo, cell, a, b, on_row=rng.random() < 0.5)
         offices.append(
             Office(
                 id=n + 1,
@@ -815,33 +826,28 @@ def _fake_plate(rng: random.Random) -> str:
     return f"{''.join(rng.choices(letters, k=3))} {rng.randrange(100, 1000)}"
 
 
-def _next_working_time(
-    moment: datetime, holidays: set[date], rng: random.Random, start_hour: int = 7
-) -> datetime:
-    """Work happens on working days between 07:00 and 17:00 local time."""
-    local = moment.astimezone(_TZ)
-    if local.weekday() < 5 and local.date() not in holidays and start_hour <= local.hour < 17:
-        return moment
-    day = local.date() + timedelta(days=1) if local.hour >= start_hour else local.date()
-    while day.weekday() >= 5 or day in holidays:
-        day += timedelta(days=1)
-    begin = datetime.combine(day, time(start_hour), tzinfo=_TZ).astimezone(UTC)
-    return begin + timedelta(seconds=rng.randrange(3 * 3600))
+@dataclass(slots=True)
+class _Demand:
+    """Expected requests per (day, service, district), flattened into cumulative weights."""
+
+    days: list[date]
+    holidays: set[date]
+    kinds: list[PublicService]
+    models: list[_RequestModel]
+    cum: list[float]  # index = (day * n_services + service) * n_districts + district
+    cell_cum: list[list[list[float]]]  # [service][district] -> cumulative block weights
 
 
-def _build_requests(
+def _demand(
     seed: int,
-    count: int,
+    start: datetime,
     end: datetime,
     districts: Sequence[District],
     services: Sequence[PublicService],
-    staff: Sequence[StaffMember],
     geo: _Geo,
-) -> list[ServiceRequest]:
-    """Sample `count` requests from a day x service x district intensity, then live each one's
-    lifecycle up to `end`."""
-    rng = _stream(seed, f"requests:{count}:{end.isoformat()}")
-    start = end - timedelta(days=HISTORY_DAYS)
+) -> _Demand:
+    """Intensity = season and storms x weekly rhythm x holidays x slow growth (per day and
+    service) x population, reporting propensity and local affinity (per district)."""
     first_day = start.astimezone(_TZ).date()
     last_day = (end - timedelta(microseconds=1)).astimezone(_TZ).date()
     days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
@@ -850,31 +856,29 @@ def _build_requests(
     kinds = [s for s in services if s.accepts_requests]
     models = [_MODELS[s.code] for s in kinds]
 
-    def day_fraction(day: date) -> float:
+    def share_of_day(day: date) -> float:  # the first and last days are only partly covered
         lo = max(start, datetime.combine(day, time(), tzinfo=_TZ))
         hi = min(end, datetime.combine(day + timedelta(days=1), time(), tzinfo=_TZ))
         return max(0.0, (hi - lo).total_seconds() / 86400)
 
-    fractions = [day_fraction(d) for d in days]
-    # Intensity per (service, day): season + storms, weekly rhythm, holidays, slow growth.
+    shares = [share_of_day(d) for d in days]
     day_factor: list[list[float]] = []
-    for s, model in enumerate(models):
+    for service, model in zip(kinds, models, strict=True):
         series = []
         for d, day in enumerate(days):
-            doy = day.timetuple().tm_yday
-            f = model.season(doy) + sum(w * x for w, x in zip(model.weather, weather[d], strict=True))
-            f *= model.weekly[day.weekday()]
-            if day in holidays:
-                f *= 1.0 if model.around_the_clock else 0.55
-            if kinds[s].code == "MISSED_COLLECTION" and day - timedelta(days=1) in holidays:
+            storms = sum(w * x for w, x in zip(model.weather, weather[d], strict=True))
+            f = (model.season(day.timetuple().tm_yday) + storms) * model.weekly[day.weekday()]
+            if day in holidays and not model.around_the_clock:
+                f *= 0.55
+            if service.code == "MISSED_COLLECTION" and day - timedelta(days=1) in holidays:
                 f *= 1.8  # collection slips a day after a holiday and some streets are missed
-            series.append(f * (1 + 0.08 * d / 365) * fractions[d])
+            series.append(f * (1 + 0.08 * d / 365) * shares[d])
         mean = sum(series) / len(series)
         day_factor.append([model.share * f / mean for f in series])
 
     mean_density = sum(d.population for d in districts) / sum(d.area_km2 for d in districts)
     mean_income = sum(d.median_household_income for d in districts) / len(districts)
-    place_rng = _stream(seed, "places")
+    rng = _stream(seed, "places")
     district_factor: list[list[float]] = []
     cell_cum: list[list[list[float]]] = []
     for model in models:
@@ -888,19 +892,19 @@ def _build_requests(
                 "poor": (mean_income / d.median_household_income) ** 0.8
                 * (1.8 if d.name == "Ironworks" else 1.0),
             }[model.affinity]
-            noise = place_rng.lognormvariate(0, 0.15)
+            noise = rng.lognormvariate(0, 0.15)
             row.append(d.population * d.reporting_propensity * affinity * noise)
             cells = geo.district_cells[n]
             source = geo.cell_people if model.location == "people" else geo.cell_green
             weights = [source[c] for c in cells]
             if model.hotspots:
-                for c in place_rng.sample(range(len(cells)), min(2, len(cells))):
+                for c in rng.sample(range(len(cells)), min(2, len(cells))):
                     weights[c] += 0.15 * sum(weights)
             cums.append(list(itertools.accumulate(weights)))
         district_factor.append(row)
         cell_cum.append(cums)
 
-    n_d, n_s = len(districts), len(models)
+    n_s, n_d = len(models), len(districts)
     cum = list(
         itertools.accumulate(
             day_factor[s][d] * district_factor[s][k]
@@ -909,178 +913,291 @@ def _build_requests(
             for k in range(n_d)
         )
     )
-    picks = sorted(rng.choices(range(len(cum)), cum_weights=cum, k=count)) if count else []
+    return _Demand(days, holidays, kinds, models, cum, cell_cum)
 
-    hour_cum = {key: list(itertools.accumulate(v)) for key, v in _HOURS.items()}
-    templates = {
-        s.code: [(t, _slots(t)) for t in texts.TEMPLATES[s.code]] for s in kinds
-    }
-    workers: dict[str, list[int]] = {}
-    for member in staff:
-        if member.role in ("staff", "partner") and member.office_slug:
-            workers.setdefault(member.office_slug, []).append(member.id)
-    one_second = timedelta(seconds=1)
-    drafts: list[dict[str, Any]] = []
-    for pick in picks:
-        d, rest = divmod(pick, n_s * n_d)
-        s, k = divmod(rest, n_d)
-        day, model, service, district = days[d], models[s], kinds[s], districts[k]
 
-        # -- when: an hour from the service's daily rhythm, inside [start, end)
-        profile = "weekend" if model.hours == "day" and day.weekday() >= 5 else model.hours
-        for _ in range(30):
-            hour = bisect.bisect(hour_cum[profile], rng.random() * hour_cum[profile][-1])
-            local = datetime.combine(
-                day, time(hour, rng.randrange(60), rng.randrange(60)), tzinfo=_TZ
-            )
-            requested = local.astimezone(UTC)
-            if start <= requested < end:
-                break
-        else:
-            requested = min(max(requested, start), end - one_second)
-        local_hour = requested.astimezone(_TZ).hour
+_HOUR_CUM: Final = {key: list(itertools.accumulate(v)) for key, v in _HOURS.items()}
+_CHANNELS: Final = ("web", "app", "phone", "walk_in", "email")
 
-        # -- where: a block weighted by people (or greenery), a point inside it, its address
-        cums = cell_cum[s][k]
-        cell = geo.district_cells[k][bisect.bisect(cums, rng.random() * cums[-1])]
-        a = rng.uniform(_EDGE_MARGIN, 1 - _EDGE_MARGIN)
-        b = rng.uniform(_EDGE_MARGIN, 1 - _EDGE_MARGIN)
-        lon, lat = _lonlat(*geo.blocks[cell].point(a, b))
-        address, cross = _address(geo, cell, a, b, on_row=rng.random() < 0.5)
-        street = address.split(" ", 1)[1]
 
-        # -- who and how
-        progress = d / len(days)
-        channel = rng.choices(
-            ("web", "app", "phone", "walk_in", "email"),
-            weights=(0.36 - 0.08 * progress, 0.18 + 0.16 * progress, 0.34 - 0.08 * progress,
-                     0.05, 0.07),
-        )[0]  # fmt: skip
-        business = day.weekday() < 5 and day not in holidays and 8 <= local_hour < 17
-        if channel in ("phone", "walk_in") and not business:
-            channel = "app" if rng.random() < 0.5 else "web"
+class _RequestWriter:
+    """Turns one sampled (day, service, district) into a full request. Timestamps are epoch
+    seconds until the end: 60,000 requests must take seconds, not minutes."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        demand: _Demand,
+        districts: Sequence[District],
+        staff: Sequence[StaffMember],
+        geo: _Geo,
+        start: datetime,
+        end: datetime,
+    ) -> None:
+        self.rng, self.demand, self.districts, self.geo = rng, demand, districts, geo
+        self.random = rng.random
+        self.start, self.end = int(start.timestamp()), int(end.timestamp())
+        self.templates = {
+            s.code: [(t, _slots(t)) for t in texts.TEMPLATES[s.code]] for s in demand.kinds
+        }
+        self.workers: dict[str, list[int]] = {}
+        for member in staff:
+            if member.role in ("staff", "partner") and member.office_slug:
+                self.workers.setdefault(member.office_slug, []).append(member.id)
+        self.fallback_workers = [m.id for m in staff if m.role == "staff"]
+        self._hour_starts: dict[int, list[int]] = {}
+        self._work_starts: dict[tuple[int, int], int | None] = {}
+
+    def pick(self, seq: Sequence[Any]) -> Any:
+        """rng.choice, three times faster; still deterministic."""
+        return seq[int(self.random() * len(seq))]
+
+    def write(self, d: int, s: int, k: int) -> dict[str, Any]:
+        """One request as keyword arguments for ServiceRequest (timestamps as epoch seconds)."""
+        service, model, district = self.demand.kinds[s], self.demand.models[s], self.districts[k]
+        requested, local_hour = self._when(d, model)
+        day = self.demand.days[d]
+        business = day.weekday() < 5 and day not in self.demand.holidays and 8 <= local_hour < 17
+        lat, lon, address, cross = self._where(s, k)
+        channel = self._channel(d / len(self.demand.days), business)
         resident_name = resident_email = None
-        if rng.random() < 0.4:
-            first, last = rng.choice(texts.FIRST_NAMES), rng.choice(texts.LAST_NAMES)
+        if self.random() < 0.4:
+            first, last = self.pick(texts.FIRST_NAMES), self.pick(texts.LAST_NAMES)
             resident_name = f"{first} {last}"
-            if rng.random() < 0.85:
-                resident_email = _fake_email(rng, first, last)
+            if self.random() < 0.85:
+                resident_email = _fake_email(self.rng, first, last)
+        text, pii = self._describe(service.code, address, cross, resident_name)
+        target = (service.target_days or 5) * 86400
+        return {
+            "service_code": service.code,
+            "district_code": district.code,
+            "office_slug": service.office_slug,
+            "channel": channel,
+            "expected_at": requested + target,
+            "address": address,
+            "postal_code": district.postal_code,
+            "lat": lat,
+            "lon": lon,
+            "description": text,
+            "description_pii": pii,
+            "resident_name": resident_name,
+            "resident_email": resident_email,
+            **self._lifecycle(requested, target, model, district, service.office_slug),
+        }
 
-        # -- what they wrote
-        template, needed = rng.choice(templates[service.code])
-        values = {"addr": address, "street": street, "cross": cross}
-        service_slots = texts.SLOT_VALUES.get(service.code, {})
+    def _when(self, d: int, model: _RequestModel) -> tuple[int, int]:
+        """An instant inside [start, end) following the service's daily rhythm."""
+        day = self.demand.days[d]
+        starts = self._hour_starts.get(d)
+        if starts is None:  # local hour starts in UTC, so DST days come out right
+            starts = [
+                int(datetime.combine(day, time(h), tzinfo=_TZ).timestamp()) for h in range(24)
+            ]
+            self._hour_starts[d] = starts
+        profile = "weekend" if model.hours == "day" and day.weekday() >= 5 else model.hours
+        cum = _HOUR_CUM[profile]
+        for _ in range(50):
+            hour = bisect.bisect(cum, self.random() * cum[-1])
+            moment = starts[hour] + int(self.random() * 3600)
+            if self.start <= moment < self.end:
+                return moment, hour
+        return min(max(moment, self.start), self.end - 1), hour
+
+    def _where(self, s: int, k: int) -> tuple[float, float, str, str]:
+        """A block weighted by people (or greenery), a point inside it, and its address."""
+        cums = self.demand.cell_cum[s][k]
+        cell = self.geo.district_cells[k][bisect.bisect(cums, self.random() * cums[-1])]
+        a = _EDGE_MARGIN + (1 - 2 * _EDGE_MARGIN) * self.random()
+        b = _EDGE_MARGIN + (1 - 2 * _EDGE_MARGIN) * self.random()
+        lon, lat = _lonlat(*self.geo.blocks[cell].point(a, b))
+        address, cross = _address(self.geo, cell, a, b, on_row=self.random() < 0.5)
+        return lat, lon, address, cross
+
+    def _channel(self, progress: float, business: bool) -> str:
+        """Apps gain on the web and the phone over the two years; phones ring in office hours."""
+        weights = (
+            0.36 - 0.08 * progress,
+            0.18 + 0.16 * progress,
+            0.34 - 0.08 * progress,
+            0.05,
+            0.07,
+        )
+        x, channel = self.random() * sum(weights), _CHANNELS[-1]
+        for name, w in zip(_CHANNELS, weights, strict=True):
+            if x < w:
+                channel = name
+                break
+            x -= w
+        if channel in ("phone", "walk_in") and not business:
+            channel = "app" if self.random() < 0.5 else "web"
+        return channel
+
+    def _describe(
+        self, code: str, address: str, cross: str, resident_name: str | None
+    ) -> tuple[str, tuple[str, ...]]:
+        """Free text from templates, sometimes carrying personal data, with its PII label."""
+        template, needed = self.pick(self.templates[code])
+        values = {"addr": address, "street": address.split(" ", 1)[1], "cross": cross}
+        own = texts.SLOT_VALUES.get(code, {})
         for slot in needed:
             if slot not in values:
-                values[slot] = rng.choice(service_slots.get(slot) or texts.COMMON_SLOTS[slot])
-        text = rng.choice(texts.OPENERS) + template.format(**values)
+                values[slot] = self.pick(own.get(slot) or texts.COMMON_SLOTS[slot])
+        text = template.format(**values)
+        opener = self.pick(texts.OPENERS)
+        if opener.endswith(", "):  # "Hi, there is...", not "Hi, There is..."
+            text = text[0].lower() + text[1:]
+        text = opener + text
         pii: tuple[str, ...] = ()
-        if service.code == "ABANDONED_VEHICLE" and rng.random() < 0.45:
-            text += rng.choice(texts.PLATE_SNIPPETS).format(plate=_fake_plate(rng))
+        if code == "ABANDONED_VEHICLE" and self.random() < 0.45:
+            text += self.pick(texts.PLATE_SNIPPETS).format(plate=_fake_plate(self.rng))
             pii = ("plate",)
-        if rng.random() < 0.08:
-            snippet, kinds_found = rng.choice(texts.PII_SNIPPETS)
-            if resident_name and rng.random() < 0.6:
-                first, last = resident_name.split(" ", 1)
+        if self.random() < 0.08:
+            snippet, found = self.pick(texts.PII_SNIPPETS)
+            if resident_name and self.random() < 0.6:
+                first, last = resident_name.split(" ", 1)  # residents sign with their own name
             else:
-                first, last = rng.choice(texts.FIRST_NAMES), rng.choice(texts.LAST_NAMES)
+                first, last = self.pick(texts.FIRST_NAMES), self.pick(texts.LAST_NAMES)
             text += snippet.format(
                 first=first,
                 last=last,
-                phone=_fake_phone(rng),
-                email=_fake_email(rng, first, last),
+                phone=_fake_phone(self.rng),
+                email=_fake_email(self.rng, first, last),
             )
-            pii = (*pii, *kinds_found)
+            pii = (*pii, *found)
         text = " ".join(text.split())
-        if rng.random() < 0.1:
+        if self.random() < 0.1:
             text = text.lower()
-        elif rng.random() < 0.02 and not pii:
+        elif self.random() < 0.02 and not pii:
             text = ""  # Open311 descriptions are optional and some residents leave them out
+        return text, pii
 
-        # -- lifecycle, as planned; `end` decides how much of it has happened yet
-        target = timedelta(days=service.target_days or 5)
-        roll = rng.random()
+    def _working(self, moment: int, start_hour: int) -> int:
+        """The same instant if it falls in working hours (start_hour-17:00 local on working
+        days), else a moment in the first hours of the next working day."""
+        key = (moment // 3600, start_hour)
+        if key not in self._work_starts:
+            local = datetime.fromtimestamp(moment, _TZ)
+            holidays = self.demand.holidays
+            if (
+                local.weekday() < 5
+                and local.date() not in holidays
+                and start_hour <= local.hour < 17
+            ):
+                self._work_starts[key] = None
+            else:
+                day = local.date() + timedelta(days=1) if local.hour >= start_hour else local.date()
+                while day.weekday() >= 5 or day in holidays:
+                    day += timedelta(days=1)
+                begin = datetime.combine(day, time(start_hour), tzinfo=_TZ)
+                self._work_starts[key] = int(begin.timestamp())
+        begin_ts = self._work_starts[key]
+        return moment if begin_ts is None else begin_ts + int(self.random() * 3 * 3600)
+
+    def _lifecycle(
+        self, requested: int, target: int, model: _RequestModel, district: District, office: str
+    ) -> dict[str, Any]:
+        """Plan received -> acknowledged -> in progress -> closed, then cut the plan at `end`."""
+        gauss = self.rng.gauss
+        roll = self.random()
         resolution = (
-            "duplicate" if roll < 0.05
-            else "no_action_needed" if roll < 0.11
-            else "referred" if roll < 0.14
+            "duplicate"
+            if roll < 0.05
+            else "no_action_needed"
+            if roll < 0.11
+            else "referred"
+            if roll < 0.14
             else "resolved"
-        )  # fmt: skip
+        )
         urgent = model.around_the_clock
-        ack_hours = rng.lognormvariate(math.log(0.5 if urgent else 3.0), 1.0)
-        acknowledged = requested + timedelta(seconds=int(ack_hours * 3600))
+        ack = requested + int(3600 * math.exp(math.log(0.5 if urgent else 3.0) + gauss()))
         if not urgent:
-            acknowledged = _next_working_time(acknowledged, holidays, rng, start_hour=8)
+            ack = self._working(ack, 8)
         if resolution == "duplicate":
-            duration = timedelta(hours=rng.lognormvariate(math.log(6), 0.8))
+            duration = int(3600 * math.exp(math.log(6) + 0.8 * gauss()))
         else:
-            stuck = 6.0 if rng.random() < 0.02 else 1.0  # the long tail every backlog has
-            scale = 0.6 * district.response_factor * stuck * rng.lognormvariate(0, 0.7)
-            duration = timedelta(seconds=int(target.total_seconds() * scale))
-        closed = max(acknowledged + timedelta(minutes=10), requested + duration)
+            stuck = 6.0 if self.random() < 0.02 else 1.0  # the long tail every backlog has
+            duration = int(
+                target * 0.6 * district.response_factor * stuck * math.exp(0.7 * gauss())
+            )
+        closed = max(ack + 600, requested + duration)
         if not urgent:
-            closed = _next_working_time(closed, holidays, rng)
+            closed = self._working(closed, 7)
         started = None
         if resolution != "duplicate":
-            started = acknowledged + (closed - acknowledged) * rng.uniform(0.2, 0.8)
-            started = started.replace(microsecond=0)
-            closed = max(closed, started + timedelta(minutes=5))
-        closed = closed.replace(microsecond=0)
+            started = ack + int((closed - ack) * (0.2 + 0.6 * self.random()))
+            closed = max(closed, started + 300)
 
-        assigned = None
-        if acknowledged > end:
-            status, acknowledged, started, closed = "received", None, None, None
-            notes = ""
-        elif started is None or started > end:
-            if closed <= end:
-                status, started, notes = "closed", None, rng.choice(texts.STATUS_NOTES[resolution])
-            else:
-                status, started, closed, notes = "acknowledged", None, None, "Received and queued."
+        end, notes = self.end, ""
+        if ack > end:
+            status, ack, started, closed = "received", None, None, None
+        elif (started is None or started > end) and closed > end:
+            status, started, closed, notes = "acknowledged", None, None, "Received and queued."
         elif closed > end:
             status, closed, notes = "in_progress", None, "Assigned to a crew."
         else:
-            status, notes = "closed", rng.choice(texts.STATUS_NOTES[resolution])
+            status, notes = "closed", self.pick(texts.STATUS_NOTES[resolution])
+        assigned = None
         if started is not None:
-            pool = workers.get(service.office_slug) or [m.id for m in staff if m.role == "staff"]
-            assigned = rng.choice(pool)
-        if status != "closed":
-            resolution = None
-        drafts.append(
-            {
-                "service_code": service.code,
-                "district_code": district.code,
-                "office_slug": service.office_slug,
-                "channel": channel,
-                "requested_at": requested,
-                "acknowledged_at": acknowledged,
-                "started_at": started,
-                "closed_at": closed,
-                "updated_at": closed or started or acknowledged or requested,
-                "expected_at": requested + target,
-                "status": status,
-                "resolution": resolution,
-                "status_notes": notes,
-                "address": address,
-                "postal_code": district.postal_code,
-                "lat": lat,
-                "lon": lon,
-                "description": text,
-                "description_pii": pii,
-                "resident_name": resident_name,
-                "resident_email": resident_email,
-                "assigned_staff_id": assigned,
-            }
-        )
+            assigned = self.pick(self.workers.get(office) or self.fallback_workers)
+        return {
+            "requested_at": requested,
+            "acknowledged_at": ack,
+            "started_at": started,
+            "closed_at": closed,
+            "updated_at": closed or started or ack or requested,
+            "status": status,
+            "resolution": resolution if status == "closed" else None,
+            "status_notes": notes,
+            "assigned_staff_id": assigned,
+        }
 
+
+_TIMESTAMPS: Final = (
+    "requested_at",
+    "acknowledged_at",
+    "started_at",
+    "closed_at",
+    "updated_at",
+    "expected_at",
+)
+
+
+def _build_requests(
+    seed: int,
+    count: int,
+    end: datetime,
+    districts: Sequence[District],
+    services: Sequence[PublicService],
+    staff: Sequence[StaffMember],
+    geo: _Geo,
+) -> list[ServiceRequest]:
+    """Sample `count` (day, service, district) triples from the demand, write each one out,
+    sort by time and number them."""
+    start = end - timedelta(days=HISTORY_DAYS)
+    demand = _demand(seed, start, end, districts, services, geo)
+    rng = _stream(seed, f"requests:{count}:{end.isoformat()}")
+    picks = rng.choices(range(len(demand.cum)), cum_weights=demand.cum, k=count) if count else []
+    writer = _RequestWriter(rng, demand, districts, staff, geo, start, end)
+    n_s, n_d = len(demand.kinds), len(districts)
+    drafts = []
+    for pick in sorted(picks):
+        d, rest = divmod(pick, n_s * n_d)
+        drafts.append(writer.write(d, *divmod(rest, n_d)))
     drafts.sort(key=lambda r: r["requested_at"])  # stable: ties keep their sampled order
+
     code_rng = _stream(seed, f"tracking:{count}:{end.isoformat()}")
     used: set[str] = set()
     requests = []
+    to_datetime = datetime.fromtimestamp
     for n, draft in enumerate(drafts):
         code = ""
-        while not code or code in used:
-            code = "RVT-" + "".join(code_rng.choices(_TRACKING_ALPHABET, k=8))
+        while not code or code in used:  # 8 symbols of 5 bits each from one 40-bit draw
+            bits = code_rng.getrandbits(40)
+            code = "RVT-" + "".join(_TRACKING_ALPHABET[(bits >> (5 * i)) & 31] for i in range(8))
         used.add(code)
+        for key in _TIMESTAMPS:
+            if draft[key] is not None:
+                draft[key] = to_datetime(draft[key], UTC)
         requests.append(ServiceRequest(id=n + 1, tracking_code=code, **draft))
     return requests
 
@@ -1105,13 +1222,118 @@ def opening_hours_osm(hours: Sequence[OpeningHours]) -> str:
     for spans, group in itertools.groupby(range(7), key=lambda d: per_day[d]):
         days = list(group)
         if spans:
-            label = _DAY_ABBR[days[0]] if len(days) == 1 else f"{_DAY_ABBR[days[0]]}-{_DAY_ABBR[days[-1]]}"
+            label = (
+                _DAY_ABBR[days[0]]
+                if len(days) == 1
+                else f"{_DAY_ABBR[days[0]]}-{_DAY_ABBR[days[-1]]}"
+            )
             rules.append(f"{label} {spans}")
     return "; ".join(rules) or "off"
 
 
-def _col(name: str, kind: str, description: str) -> DatasetColumn:
-    return DatasetColumn(name, kind, description)
+def _dataset(slug: str, rows: Sequence[dict[str, Any]]) -> OpenDataset:
+    """Metadata from `texts.DATASETS`, rows ordered like its columns."""
+    spec = next(d for d in texts.DATASETS if d["slug"] == slug)
+    columns = tuple(DatasetColumn(*c) for c in spec["columns"])
+    return OpenDataset(
+        slug=slug,
+        title=spec["title"],
+        description=spec["description"],
+        keywords=spec["keywords"],
+        license_id=spec["license_id"],
+        theme=spec["theme"],
+        frequency=spec["frequency"],
+        publisher_office_slug=spec["publisher"],
+        columns=columns,
+        rows=tuple(tuple(row[c.name] for c in columns) for row in rows),
+    )
+
+
+def _tree_rows(
+    rng: random.Random, year: int, districts: Sequence[District], geo: _Geo
+) -> list[dict[str, Any]]:
+    """About 28 trees per km2, more where it is green; a third with no known planting year."""
+    species_weights = [w for _, _, w in texts.TREE_SPECIES]
+    rows = []
+    for n, d in enumerate(districts):
+        cells = geo.district_cells[n]
+        cum = list(itertools.accumulate(geo.cell_green[c] for c in cells))
+        for _ in range(round(d.area_km2 * 28)):
+            cell = cells[bisect.bisect(cum, rng.random() * cum[-1])]
+            a, b = rng.uniform(0.06, 0.94), rng.uniform(0.06, 0.94)
+            lon, lat = _lonlat(*geo.blocks[cell].point(a, b))
+            common, scientific, _ = rng.choices(texts.TREE_SPECIES, weights=species_weights)[0]
+            planted = rng.randint(1955, year - 1) if rng.random() < 0.7 else None
+            age = (year - planted) if planted else rng.randint(10, 70)
+            rows.append(
+                {
+                    "address": _address(geo, cell, a, b, rng.random() < 0.5)[0],
+                    "species_common": common,
+                    "species_scientific": scientific,
+                    "dbh_cm": int(min(120, max(3, age * rng.uniform(0.6, 1.3)))),
+                    "planted_year": planted,
+                    "condition": rng.choices(("good", "fair", "poor", "dead"), (60, 28, 9, 3))[0],
+                    "district_code": d.code,
+                    "lat": lat,
+                    "lon": lon,
+                }
+            )
+    rows.sort(key=lambda r: (r["district_code"], r["address"]))
+    for n, row in enumerate(rows):
+        row["tree_id"] = f"T{n + 1:05d}"
+    return rows
+
+
+def _toilet_rows(
+    rng: random.Random,
+    districts: Sequence[District],
+    offices: Sequence[Office],
+    hours: Sequence[OpeningHours],
+    geo: _Geo,
+) -> list[dict[str, Any]]:
+    """Restrooms in public offices, a library and a park or two per district, the station."""
+    rows = [
+        {
+            "name": f"{o.name} restrooms",
+            "location_type": "office",
+            "address": o.address,
+            "district_code": o.district_code,
+            "lat": o.lat,
+            "lon": o.lon,
+            "wheelchair_accessible": True,
+            "baby_changing": True,
+            "opening_hours": opening_hours_osm([h for h in hours if h.office_slug == o.slug]),
+            "fee_cents": 0,
+        }
+        for o in offices
+        if o.kind in ("city_hall", "service_center")
+    ]
+    for n, d in enumerate(districts):
+        places = [(f"{d.name} Branch Library", "library", "Tu-Sa 10:00-18:00", 0)]
+        places += [(f"{d.name} Park", "park", "Apr-Oct: Mo-Su 07:00-20:00", 0)] * rng.randint(1, 2)
+        if n == 0:
+            places.append((f"{texts.CITY_NAME} Station", "transit", "Mo-Su 05:30-23:30", 25))
+        for name, kind, opening, fee in places:
+            cell = rng.choice(geo.district_cells[n])
+            a, b = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8)
+            lon, lat = _lonlat(*geo.blocks[cell].point(a, b))
+            rows.append(
+                {
+                    "name": name,
+                    "location_type": kind,
+                    "address": _address(geo, cell, a, b, True)[0],
+                    "district_code": d.code,
+                    "lat": lat,
+                    "lon": lon,
+                    "wheelchair_accessible": rng.random() < 0.8,
+                    "baby_changing": rng.random() < 0.5,
+                    "opening_hours": opening,
+                    "fee_cents": fee,
+                }
+            )
+    for n, row in enumerate(rows):
+        row["toilet_id"] = f"WC{n + 1:03d}"
+    return rows
 
 
 def _build_datasets(
@@ -1123,197 +1345,67 @@ def _build_datasets(
     geo: _Geo,
 ) -> list[OpenDataset]:
     rng = _stream(seed, "datasets")
-    year = end.astimezone(_TZ).year
-
-    population = OpenDataset(
-        slug="district-population",
-        title="Population by district",
-        description="Residents, households, land area and median household income of each "
-        f"of Riverton's {len(districts)} districts, from the annual city census.",
-        keywords=("population", "census", "districts", "households", "income"),
-        license_id="CC-BY-4.0",
-        theme="SOCI",
-        frequency="annual",
-        publisher_office_slug="city-hall",
-        columns=(
-            _col("district_code", "string", "District code, as in the boundaries file"),
-            _col("district_name", "string", "District name"),
-            _col("year", "integer", "Census year"),
-            _col("population", "integer", "Residents"),
-            _col("households", "integer", "Households"),
-            _col("area_km2", "number", "Land area in square kilometres"),
-            _col("density_per_km2", "number", "Residents per square kilometre"),
-            _col("median_household_income", "integer", "Median household income, USD"),
-        ),
-        rows=tuple(
-            (d.code, d.name, year - 1, d.population, d.households, d.area_km2,
-             round(d.population / d.area_km2, 1), d.median_household_income)
-            for d in districts
-        ),  # fmt: skip
-    )
-
-    species_weights = [w for _, _, w in texts.TREE_SPECIES]
-    tree_rows = []
-    for n, d in enumerate(districts):
-        cells = geo.district_cells[n]
-        cum = list(itertools.accumulate(geo.cell_green[c] for c in cells))
-        for _ in range(round(d.area_km2 * 28)):
-            cell = cells[bisect.bisect(cum, rng.random() * cum[-1])]
-            a, b = rng.uniform(0.06, 0.94), rng.uniform(0.06, 0.94)
-            lon, lat = _lonlat(*geo.blocks[cell].point(a, b))
-            common, scientific, _ = rng.choices(texts.TREE_SPECIES, weights=species_weights)[0]
-            planted = rng.randint(1955, year - 1) if rng.random() < 0.7 else None
-            age = (year - planted) if planted else rng.randint(10, 70)
-            dbh = round(min(120, max(3, age * rng.uniform(0.6, 1.3))), 0)
-            condition = rng.choices(("good", "fair", "poor", "dead"), weights=(60, 28, 9, 3))[0]
-            address = _address(geo, cell, a, b, rng.random() < 0.5)[0]
-            tree_rows.append(
-                (address, common, scientific, int(dbh), planted, condition, d.code, lat, lon)
-            )
-    tree_rows.sort(key=lambda r: (r[5], r[0]))
-    trees = OpenDataset(
-        slug="street-trees",
-        title="Street tree inventory",
-        description="Every tree the city maintains along streets: species, trunk diameter, "
-        "planting year where known and last assessed condition.",
-        keywords=("trees", "urban forest", "environment", "canopy", "parks"),
-        license_id="CC0-1.0",
-        theme="ENVI",
-        frequency="monthly",
-        publisher_office_slug="parks-forestry",
-        columns=(
-            _col("tree_id", "string", "Inventory number"),
-            _col("address", "string", "Nearest street address"),
-            _col("species_common", "string", "Common name"),
-            _col("species_scientific", "string", "Scientific name"),
-            _col("dbh_cm", "integer", "Trunk diameter at breast height, cm"),
-            _col("planted_year", "integer", "Year planted; empty when unknown"),
-            _col("condition", "string", "good | fair | poor | dead"),
-            _col("district_code", "string", "District code"),
-            _col("lat", "number", "Latitude (WGS 84)"),
-            _col("lon", "number", "Longitude (WGS 84)"),
-        ),
-        rows=tuple((f"T{n + 1:05d}", *row) for n, row in enumerate(tree_rows)),
-    )
-
-    toilet_rows = []
-    by_slug = {o.slug: o for o in offices}
-    for o in offices:
-        if o.kind in ("city_hall", "service_center"):
-            toilet_rows.append(
-                (f"{o.name} restrooms", "office", o.address, o.district_code, o.lat, o.lon,
-                 True, True, opening_hours_osm([h for h in hours if h.office_slug == o.slug]), 0)
-            )  # fmt: skip
-    for n, d in enumerate(districts):
-        cells = geo.district_cells[n]
-        places = [("Branch Library", "library", "Tu-Sa 10:00-18:00", 0)]
-        places += [("Park", "park", "Apr-Oct: Mo-Su 07:00-20:00", 0)] * rng.randint(1, 2)
-        if n == 0:
-            places.append(("Riverton Station", "transit", "Mo-Su 05:30-23:30", 25))
-        for kind_name, kind, opening, fee in places:
-            cell = rng.choice(cells)
-            a, b = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8)
-            lon, lat = _lonlat(*geo.blocks[cell].point(a, b))
-            title = kind_name if kind == "transit" else f"{d.name} {kind_name}"
-            toilet_rows.append(
-                (title, kind, _address(geo, cell, a, b, True)[0], d.code, lat, lon,
-                 rng.random() < 0.8, rng.random() < 0.5, opening, fee)
-            )  # fmt: skip
-    toilets = OpenDataset(
-        slug="public-toilets",
-        title="Public toilets",
-        description="Toilets open to the public in city buildings, libraries, parks and the "
-        "train station, with accessibility and opening hours.",
-        keywords=("toilets", "restrooms", "accessibility", "amenities", "parks"),
-        license_id="ODbL-1.0",
-        theme="HEAL",
-        frequency="irregular",
-        publisher_office_slug="parks-forestry",
-        columns=(
-            _col("toilet_id", "string", "Identifier"),
-            _col("name", "string", "Name"),
-            _col("location_type", "string", "office | library | park | transit"),
-            _col("address", "string", "Street address"),
-            _col("district_code", "string", "District code"),
-            _col("lat", "number", "Latitude (WGS 84)"),
-            _col("lon", "number", "Longitude (WGS 84)"),
-            _col("wheelchair_accessible", "boolean", "Step-free with an accessible cubicle"),
-            _col("baby_changing", "boolean", "Baby changing table"),
-            _col("opening_hours", "string", "OpenStreetMap opening_hours syntax"),
-            _col("fee_cents", "integer", "Charge per use in US cents"),
-        ),
-        rows=tuple((f"WC{n + 1:03d}", *row) for n, row in enumerate(toilet_rows)),
-    )
-
-    budget_rows = []
-    lines = (  # (category, USD per resident, USD per km2)
-        ("Roads & sidewalks", 95, 420_000),
-        ("Parks & trees", 38, 160_000),
-        ("Waste collection", 120, 0),
-        ("Street lighting", 14, 90_000),
-        ("Libraries & community centers", 42, 0),
-        ("Code enforcement", 18, 0),
-    )
-    fy_end = year if end.astimezone(_TZ).month > 6 else year - 1  # fiscal years end June 30
-    for fiscal_year in (fy_end - 1, fy_end):
-        growth = 1.0 if fiscal_year < fy_end else 1.031
+    local_end = end.astimezone(_TZ)
+    population = [
+        {
+            "district_code": d.code,
+            "district_name": d.name,
+            "year": local_end.year - 1,
+            "population": d.population,
+            "households": d.households,
+            "area_km2": d.area_km2,
+            "density_per_km2": round(d.population / d.area_km2, 1),
+            "median_household_income": d.median_household_income,
+        }
+        for d in districts
+    ]
+    trees = _tree_rows(rng, local_end.year, districts, geo)
+    toilets = _toilet_rows(rng, districts, offices, hours, geo)
+    budget = []
+    fy_last = local_end.year + 1 if local_end.month > 6 else local_end.year  # FY ends June 30
+    for fiscal_year in (fy_last - 1, fy_last):
+        growth = 1.0 if fiscal_year < fy_last else 1.031
         for d in districts:
-            for category, per_head, per_km2 in lines:
+            for category, per_head, per_km2 in texts.BUDGET_LINES:
                 amount = (per_head * d.population + per_km2 * d.area_km2) * growth
-                amount *= rng.uniform(0.85, 1.15)
-                budget_rows.append((f"FY{fiscal_year}", d.code, d.name, category,
-                                    int(round(amount, -2))))  # fmt: skip
-    budget = OpenDataset(
-        slug="budget-by-district",
-        title="Operating budget by district",
-        description="Adopted operating budget for district-level services, by fiscal year "
-        "(July to June) and category, in US dollars.",
-        keywords=("budget", "finance", "spending", "districts", "fiscal year"),
-        license_id="CC-BY-4.0",
-        theme="ECON",
-        frequency="annual",
-        publisher_office_slug="city-hall",
-        columns=(
-            _col("fiscal_year", "string", "Fiscal year, named after the June it ends in"),
-            _col("district_code", "string", "District code"),
-            _col("district_name", "string", "District name"),
-            _col("category", "string", "Budget category"),
-            _col("amount_usd", "integer", "Adopted amount, USD"),
-        ),
-        rows=tuple(budget_rows),
-    )
-
-    locations = OpenDataset(
-        slug="office-locations",
-        title="City office locations and opening hours",
-        description="Where to find city offices that serve the public, and when they are open.",
-        keywords=("offices", "opening hours", "city hall", "locations", "services"),
-        license_id="CC0-1.0",
-        theme="GOVE",
-        frequency="irregular",
-        publisher_office_slug="city-hall",
-        columns=(
-            _col("office_slug", "string", "Identifier"),
-            _col("name", "string", "Name"),
-            _col("kind", "string", "city_hall | service_center | permit_office | depot | parks"),
-            _col("address", "string", "Street address"),
-            _col("postal_code", "string", "ZIP code"),
-            _col("district_code", "string", "District code"),
-            _col("lat", "number", "Latitude (WGS 84)"),
-            _col("lon", "number", "Longitude (WGS 84)"),
-            _col("phone", "string", "Phone"),
-            _col("email", "string", "Email"),
-            _col("opening_hours", "string", "OpenStreetMap opening_hours syntax"),
-            _col("wheelchair_accessible", "boolean", "Step-free access"),
-        ),
-        rows=tuple(
-            (o.slug, o.name, o.kind, o.address, o.postal_code, o.district_code, o.lat, o.lon,
-             o.phone, o.email, opening_hours_osm([h for h in hours if h.office_slug == o.slug]),
-             o.wheelchair_accessible)
-            for o in by_slug.values()
-        ),  # fmt: skip
-    )
-    return [population, trees, toilets, budget, locations]
+                budget.append(
+                    {
+                        "fiscal_year": f"FY{fiscal_year}",
+                        "district_code": d.code,
+                        "district_name": d.name,
+                        "category": category,
+                        "amount_usd": int(round(amount * rng.uniform(0.85, 1.15), -2)),
+                    }
+                )
+    locations = [
+        {
+            "office_slug": o.slug,
+            "opening_hours": opening_hours_osm([h for h in hours if h.office_slug == o.slug]),
+            **{
+                f: getattr(o, f)
+                for f in (
+                    "name",
+                    "kind",
+                    "address",
+                    "postal_code",
+                    "district_code",
+                    "lat",
+                    "lon",
+                    "phone",
+                    "email",
+                    "wheelchair_accessible",
+                )
+            },
+        }
+        for o in offices
+    ]
+    return [
+        _dataset("district-population", population),
+        _dataset("street-trees", trees),
+        _dataset("public-toilets", toilets),
+        _dataset("budget-by-district", budget),
+        _dataset("office-locations", locations),
+    ]
 
 
 # --- entry points --------------------------------------------------------------------------------

@@ -304,8 +304,11 @@ SERVICES: Final[tuple[dict[str, Any], ...]] = (
         "category": "Civil Records",
         "description": "Both partners apply together in person; the license is ready after "
         "the three-day waiting period and is valid for 60 days.",
-        "documents": ("Photo ID for both partners", "Birth certificates", "Divorce decree if "
-        "previously married"),
+        "documents": (
+            "Photo ID for both partners",
+            "Birth certificates",
+            "Divorce decree if previously married",
+        ),
         "fee_cents": 4000,
         "processing_days": 3,
         "channels": ("in_person",),
@@ -320,8 +323,10 @@ SERVICES: Final[tuple[dict[str, Any], ...]] = (
         "category": "Vehicles & Parking",
         "description": "Annual permit to park in resident-only zones near your home. One per "
         "registered vehicle.",
-        "documents": ("Vehicle registration at a Riverton address", "Proof of residency dated "
-        "within 30 days"),
+        "documents": (
+            "Vehicle registration at a Riverton address",
+            "Proof of residency dated within 30 days",
+        ),
         "fee_cents": 2500,
         "processing_days": 1,
         "channels": ("online", "in_person"),
@@ -336,8 +341,10 @@ SERVICES: Final[tuple[dict[str, Any], ...]] = (
         "category": "Pets",
         "description": "Every dog over six months needs a yearly license. Spayed or neutered "
         "dogs pay less.",
-        "documents": ("Current rabies vaccination certificate", "Spay/neuter certificate for "
-        "the reduced fee"),
+        "documents": (
+            "Current rabies vaccination certificate",
+            "Spay/neuter certificate for the reduced fee",
+        ),
         "fee_cents": 1500,
         "fee_note": "$15; $10 if spayed or neutered",
         "processing_days": 0,
@@ -353,8 +360,12 @@ SERVICES: Final[tuple[dict[str, Any], ...]] = (
         "category": "Permits & Licenses",
         "description": "Required for new construction, additions, structural changes, decks, "
         "roofing and most renovations. Plans are reviewed before approval.",
-        "documents": ("Construction plans", "Contractor license and insurance", "Owner "
-        "authorization", "Site plan for additions"),
+        "documents": (
+            "Construction plans",
+            "Contractor license and insurance",
+            "Owner authorization",
+            "Site plan for additions",
+        ),
         "fee_cents": 15000,
         "fee_note": "From $150; $12 per $1,000 of construction cost",
         "processing_days": 20,
@@ -385,8 +396,11 @@ SERVICES: Final[tuple[dict[str, Any], ...]] = (
         "category": "Permits & Licenses",
         "description": "Restaurants, cafés, food trucks and caterers need a permit and a "
         "passed health inspection before serving food.",
-        "documents": ("Floor plan and menu", "Certified food protection manager certificate",
-        "Business certificate"),
+        "documents": (
+            "Floor plan and menu",
+            "Certified food protection manager certificate",
+            "Business certificate",
+        ),
         "fee_cents": 20000,
         "processing_days": 15,
         "channels": ("online", "in_person"),
@@ -401,8 +415,11 @@ SERVICES: Final[tuple[dict[str, Any], ...]] = (
         "category": "Permits & Licenses",
         "description": "Block parties, street fairs, races and events in parks need a permit "
         "at least 30 days ahead.",
-        "documents": ("Site map", "Certificate of insurance", "Neighbor notification for "
-        "block parties"),
+        "documents": (
+            "Site map",
+            "Certificate of insurance",
+            "Neighbor notification for block parties",
+        ),
         "fee_cents": 7500,
         "processing_days": 21,
         "channels": ("online", "in_person"),
@@ -433,8 +450,11 @@ SERVICES: Final[tuple[dict[str, Any], ...]] = (
         "category": "Housing & Building",
         "description": "Landlords register every rental unit each year; units are inspected "
         "every five years or after a tenant complaint.",
-        "documents": ("Deed or proof of ownership", "Property manager contact", "Lead "
-        "compliance certificate for pre-1978 buildings"),
+        "documents": (
+            "Deed or proof of ownership",
+            "Property manager contact",
+            "Lead compliance certificate for pre-1978 buildings",
+        ),
         "fee_cents": 2500,
         "fee_note": "$25 per unit per year",
         "processing_days": 10,
@@ -521,8 +541,7 @@ SERVICES: Final[tuple[dict[str, Any], ...]] = (
         "code": "YARD_WASTE_STICKER",
         "name": "Yard waste sticker",
         "category": "Waste & Recycling",
-        "description": "Seasonal sticker for curbside yard waste collection, April to "
-        "December.",
+        "description": "Seasonal sticker for curbside yard waste collection, April to December.",
         "documents": ("Proof of residency",),
         "fee_cents": 4000,
         "processing_days": 0,
@@ -651,7 +670,7 @@ SLOT_VALUES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
     "ABANDONED_VEHICLE": {
         "vehicle": ("a grey Honda Civic", "a white van", "a black SUV", "a red pickup",
                     "a blue Toyota", "a silver sedan", "a car with flat tires"),
-        "weeks": ("two weeks", "a month", "10 days", "since before the holidays"),
+        "weeks": ("two weeks", "a month", "10 days", "three weeks", "over a week"),
     },
     "SNOW_ICE": {
         "problem": ("the street hasn't been plowed", "the sidewalk is a sheet of ice",
@@ -782,7 +801,7 @@ TEMPLATES: Final[dict[str, tuple[str, ...]]] = {
     ),
     "DEAD_ANIMAL": (
         "There is {animal} dead in the road on {street} near {cross}.",
-        "Dead {animal} on the sidewalk outside {addr}. {urgency}",
+        "Found {animal} dead on the sidewalk outside {addr}. {urgency}",
         "dead animal {street} ({animal})",
     ),
     "RODENT": (
@@ -839,4 +858,130 @@ PARTNERS: Final = (
     # (organisation, email domain, office role it works for)
     ("Greenleaf Tree Care", "greenleaf.example.com", "parks-forestry"),
     ("Valley Hauling Co.", "valleyhauling.example.com", "public-works-yard"),
+)
+
+# --- Open datasets: metadata and Table Schema columns (name, type, description) ----------------
+# `theme` is a DCAT-AP data theme code (EU vocabulary); `license_id` an SPDX identifier.
+
+DATASETS: Final[tuple[dict[str, Any], ...]] = (
+    {
+        "slug": "district-population",
+        "title": "Population by district",
+        "description": "Residents, households, land area and median household income of each "
+        "district, from the annual city census.",
+        "keywords": ("population", "census", "districts", "households", "income"),
+        "license_id": "CC-BY-4.0",
+        "theme": "SOCI",
+        "frequency": "annual",
+        "publisher": "city-hall",
+        "columns": (
+            ("district_code", "string", "District code, as in the boundaries file"),
+            ("district_name", "string", "District name"),
+            ("year", "integer", "Census year"),
+            ("population", "integer", "Residents"),
+            ("households", "integer", "Households"),
+            ("area_km2", "number", "Land area in square kilometres"),
+            ("density_per_km2", "number", "Residents per square kilometre"),
+            ("median_household_income", "integer", "Median household income, USD"),
+        ),
+    },
+    {
+        "slug": "street-trees",
+        "title": "Street tree inventory",
+        "description": "Every tree the city maintains along streets: species, trunk diameter, "
+        "planting year where known and last assessed condition.",
+        "keywords": ("trees", "urban forest", "environment", "canopy", "parks"),
+        "license_id": "CC0-1.0",
+        "theme": "ENVI",
+        "frequency": "monthly",
+        "publisher": "parks-forestry",
+        "columns": (
+            ("tree_id", "string", "Inventory number"),
+            ("address", "string", "Nearest street address"),
+            ("species_common", "string", "Common name"),
+            ("species_scientific", "string", "Scientific name"),
+            ("dbh_cm", "integer", "Trunk diameter at breast height, cm"),
+            ("planted_year", "integer", "Year planted; empty when unknown"),
+            ("condition", "string", "good | fair | poor | dead"),
+            ("district_code", "string", "District code"),
+            ("lat", "number", "Latitude (WGS 84)"),
+            ("lon", "number", "Longitude (WGS 84)"),
+        ),
+    },
+    {
+        "slug": "public-toilets",
+        "title": "Public toilets",
+        "description": "Toilets open to the public in city buildings, libraries, parks and the "
+        "train station, with accessibility and opening hours.",
+        "keywords": ("toilets", "restrooms", "accessibility", "amenities", "parks"),
+        "license_id": "ODbL-1.0",
+        "theme": "HEAL",
+        "frequency": "irregular",
+        "publisher": "parks-forestry",
+        "columns": (
+            ("toilet_id", "string", "Identifier"),
+            ("name", "string", "Name"),
+            ("location_type", "string", "office | library | park | transit"),
+            ("address", "string", "Street address"),
+            ("district_code", "string", "District code"),
+            ("lat", "number", "Latitude (WGS 84)"),
+            ("lon", "number", "Longitude (WGS 84)"),
+            ("wheelchair_accessible", "boolean", "Step-free with an accessible cubicle"),
+            ("baby_changing", "boolean", "Baby changing table"),
+            ("opening_hours", "string", "OpenStreetMap opening_hours syntax"),
+            ("fee_cents", "integer", "Charge per use in US cents"),
+        ),
+    },
+    {
+        "slug": "budget-by-district",
+        "title": "Operating budget by district",
+        "description": "Adopted operating budget for district-level services, by fiscal year "
+        "(July to June) and category, in US dollars.",
+        "keywords": ("budget", "finance", "spending", "districts", "fiscal year"),
+        "license_id": "CC-BY-4.0",
+        "theme": "ECON",
+        "frequency": "annual",
+        "publisher": "city-hall",
+        "columns": (
+            ("fiscal_year", "string", "Fiscal year, named after the June it ends in"),
+            ("district_code", "string", "District code"),
+            ("district_name", "string", "District name"),
+            ("category", "string", "Budget category"),
+            ("amount_usd", "integer", "Adopted amount, USD"),
+        ),
+    },
+    {
+        "slug": "office-locations",
+        "title": "City office locations and opening hours",
+        "description": "Where to find city offices that serve the public, and when they are open.",
+        "keywords": ("offices", "opening hours", "city hall", "locations", "services"),
+        "license_id": "CC0-1.0",
+        "theme": "GOVE",
+        "frequency": "irregular",
+        "publisher": "city-hall",
+        "columns": (
+            ("office_slug", "string", "Identifier"),
+            ("name", "string", "Name"),
+            ("kind", "string", "city_hall | service_center | permit_office | depot | parks"),
+            ("address", "string", "Street address"),
+            ("postal_code", "string", "ZIP code"),
+            ("district_code", "string", "District code"),
+            ("lat", "number", "Latitude (WGS 84)"),
+            ("lon", "number", "Longitude (WGS 84)"),
+            ("phone", "string", "Phone"),
+            ("email", "string", "Email"),
+            ("opening_hours", "string", "OpenStreetMap opening_hours syntax"),
+            ("wheelchair_accessible", "boolean", "Step-free access"),
+        ),
+    },
+)
+
+BUDGET_LINES: Final = (
+    # (category, USD per resident, USD per km2)
+    ("Roads & sidewalks", 95, 420_000),
+    ("Parks & trees", 38, 160_000),
+    ("Waste collection", 120, 0),
+    ("Street lighting", 14, 90_000),
+    ("Libraries & community centers", 42, 0),
+    ("Code enforcement", 18, 0),
 )

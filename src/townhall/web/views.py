@@ -12,5 +12,9 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, actor: PublicActor) -> HTMLResponse:
-    return render(request, "home.html", actor=actor)
+def home(request: Request, actor: PublicActor, logged_out: bool = False) -> HTMLResponse:
+    """The front door: what residents, staff and developers can do here.
+
+    `logged_out=1` (where logout sends the browser) only adds a confirmation line.
+    """
+    return render(request, "home.html", {"logged_out": logged_out}, actor=actor)

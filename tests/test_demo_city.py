@@ -118,7 +118,9 @@ def test_references_resolve(city: DemoCity) -> None:
         assert s.office_slug in offices
         assert set(s.available_at) <= offices
         assert (s.target_days is not None) == s.accepts_requests
-        assert s.keywords and s.channels and s.description
+        assert s.keywords
+        assert s.channels
+        assert s.description
     assert {o.district_code for o in city.offices} <= districts
     assert {h.office_slug for h in city.opening_hours} == offices
     for r in city.service_requests:
@@ -319,7 +321,8 @@ def test_residents_are_fake_and_about_forty_percent(city: DemoCity) -> None:
     named = [r for r in city.service_requests if r.resident_name]
     assert 0.35 < len(named) / len(city.service_requests) < 0.45
     emails = [r.resident_email for r in city.service_requests if r.resident_email]
-    assert emails and all(e.endswith("@example.org") for e in emails)
+    assert emails
+    assert all(e.endswith("@example.org") for e in emails)
     assert all(r.resident_name for r in city.service_requests if r.resident_email)
 
 
@@ -343,9 +346,12 @@ def test_datasets_are_complete(city: DemoCity) -> None:
     slugs = [d.slug for d in city.datasets]
     assert len(set(slugs)) == len(slugs)
     for dataset in city.datasets:
-        assert dataset.title and dataset.description and dataset.keywords
+        assert dataset.title
+        assert dataset.description
+        assert dataset.keywords
         assert dataset.license_id in {"CC-BY-4.0", "CC0-1.0", "ODbL-1.0"}
-        assert dataset.theme and dataset.frequency
+        assert dataset.theme
+        assert dataset.frequency
         assert dataset.rows
         types = {"string": str, "integer": int, "number": float, "boolean": bool}
         for row in dataset.rows:

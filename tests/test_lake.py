@@ -19,6 +19,7 @@ from townhall.config import Settings
 from townhall.datastore import lake as lake_module
 from townhall.datastore.lake import (
     Lake,
+    LakeExtensionError,
     LakeTimeoutError,
     quote_identifier,
     table_ref,
@@ -63,6 +64,18 @@ def lake(lake_settings: Settings) -> Iterator[Lake]:
 def sqlite_lake(tmp_path: Path) -> Iterator[Lake]:
     with Lake(Settings(data_dir=tmp_path / "data")) as opened:
         yield opened
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every DuckDB instance made during the test downloads extensions from a closed port."""
+    real_connect = duckdb.connect
+
+    def connect_offline(*args: Any, config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        config = {**(config or {}), "custom_extension_repository": "http://127.0.0.1:9"}
+        return real_connect(*args, config=config, **kwargs)
+
+    monkeypatch.setattr(duckdb, "connect", connect_offline)
 
 
 def rows(lake: Lake, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -127,16 +140,8 @@ def test_every_version_is_a_parquet_file(lake: Lake) -> None:
 
 
 def test_extensions_load_from_packages_without_network(
-    lake_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    lake_settings: Settings, offline: None
 ) -> None:
-    real_connect = duckdb.connect
-
-    def connect_offline(*args: Any, config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        # Any download would go to a closed port and fail.
-        config = {**(config or {}), "custom_extension_repository": "http://127.0.0.1:9"}
-        return real_connect(*args, config=config, **kwargs)
-
-    monkeypatch.setattr(duckdb, "connect", connect_offline)
     scanner = "postgres_scanner" if lake_settings.is_postgres else "sqlite_scanner"
     with Lake(lake_settings) as lake, lake.connect() as con:
         loaded = dict(
@@ -221,7 +226,7 @@ def test_processes_starting_together_share_one_new_lake(
         for name in names
     ]
     outputs = [worker.communicate(timeout=120) for worker in workers]
-    for worker, (out, err) in zip(workers, outputs, strict=True):
+    for worker, (_out, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
     snapshot_ids = sorted(int(out) for out, _ in outputs)
     assert len(set(snapshot_ids)) == len(names)
@@ -319,3 +324,10 @@ def test_table_ref_takes_only_a_number_as_snapshot() -> None:
 def test_catalog_url_must_be_sqlite_or_postgres(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sqlite"):
         Lake(Settings(data_dir=tmp_path, lake_catalog_url="lake.duckdb"))
+
+
+def test_missing_extension_is_a_clear_error_offline(sqlite_lake: Lake, offline: None) -> None:
+    with pytest.raises(LakeExtensionError, match="not_packaged_anywhere"):
+        sqlite_lake.connect(extensions=["not_packaged_anywhere"])
+    with pytest.raises(ValueError, match="extension name"):
+        sqlite_lake.connect(extensions=["spatial; DROP TABLE x"])

@@ -21,6 +21,13 @@ SLICES: list[str] = [
     "townhall.accounts",
     "townhall.audit",
     "townhall.catalog",
+    "townhall.datastore",
+    "townhall.directory",
+    "townhall.compat.ckan",
+    "townhall.feeds",
+    "townhall.service_requests",
+    "townhall.notify",
+    "townhall.compat.open311",
 ]
 
 

@@ -63,6 +63,10 @@ def _upgrade(runtime: object) -> None:
     upgrade(runtime.engine)  # type: ignore[attr-defined]
 
 
+# Seconds requests still running at shutdown get to finish (event streams end at once).
+SHUTDOWN_GRACE_SECONDS = 20
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -70,9 +74,14 @@ def serve(
     demo: Annotated[
         bool, typer.Option("--demo", help="Seed the demo city first (skipped if present).")
     ] = False,
-    workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Uvicorn worker processes (more than 1 needs Redis).")
+    ] = 1,
 ) -> None:
-    """Migrate the database and serve the portal and the APIs."""
+    """Migrate the database and serve the portal and the APIs.
+
+    Without Redis this process also runs the job consumer; SIGTERM or Ctrl-C stop it cleanly.
+    """
     import uvicorn
 
     from townhall.app import create_app
@@ -83,37 +92,91 @@ def serve(
     if demo:
         _seed_demo(runtime, only_if_empty=True)
     console.print(f"Townhall serving on http://{host}:{port}/")
-    uvicorn.run(
+    if workers > 1:
+        if runtime.settings.redis_url is None:
+            # Each process would have its own in-memory event bus: a page on one would never
+            # hear an event published by another.
+            err_console.print(
+                "[red]--workers above 1 needs TOWNHALL_REDIS_URL[/red] (events must cross "
+                "processes); run one process, or several nodes with Redis."
+            )
+            raise typer.Exit(2)
+        runtime.close()
+        uvicorn.run(
+            "townhall.cli:_app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            proxy_headers=True,
+            log_level="info",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        )
+        return
+    config = uvicorn.Config(
         create_app(runtime.settings, runtime=runtime),
         host=host,
         port=port,
-        workers=1 if workers < 1 else workers,
         proxy_headers=True,
         log_level="info",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
+    server = _server_closing_streams(config, runtime.events.close_streams)
+    server.run()
+    runtime.close()
+    if not server.started:
+        raise typer.Exit(3)
+
+
+def _app_from_environment():  # noqa: ANN202 - FastAPI; uvicorn's factory for --workers
+    from townhall.app import create_app
+
+    return create_app(load_settings())
+
+
+def _server_closing_streams(config: object, close_streams: object):  # noqa: ANN202
+    """A uvicorn Server that ends event streams as soon as it is asked to stop.
+
+    uvicorn waits for open connections before the app's shutdown runs, and an SSE stream
+    never ends by itself: without this, SIGTERM would wait for every browser to leave.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            close_streams()  # type: ignore[operator]
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    return Server(config)  # type: ignore[arg-type]
 
 
 @app.command()
 def worker(
     threads: Annotated[int, typer.Option(help="Worker threads in this process.")] = 4,
 ) -> None:
-    """Run background jobs (production, with TOWNHALL_REDIS_URL set)."""
+    """Run background jobs (production, with TOWNHALL_REDIS_URL set).
+
+    SIGTERM stops gracefully (running jobs get time to finish), Ctrl-C at once; a job cut
+    short is queued again.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     runtime = _runtime()
     if runtime.settings.redis_url is None:
         console.print(
             "[yellow]No TOWNHALL_REDIS_URL: using the SQLite queue in the data folder. "
-            "`townhall serve` already runs a consumer in embedded mode.[/yellow]"
+            "`townhall serve` already runs a consumer in embedded mode, and events that "
+            "jobs publish here reach no page without Redis.[/yellow]"
         )
-    import asyncio
-    import threading
-
-    # Jobs publish events; give the bus a loop of its own in this process.
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True, name="event-loop").start()
-    asyncio.run_coroutine_threadsafe(runtime.events.connect(), loop).result(timeout=10)
-    console.print(f"Townhall worker: {threads} threads on the {runtime.jobs.backend} queue")
-    runtime.jobs.run_worker(threads)
+    # Jobs publish events with `publish_threadsafe`, which needs no running loop with Redis.
+    console.print(
+        f"Townhall worker: {threads} threads on the {runtime.jobs.backend} queue; "
+        f"jobs: {', '.join(runtime.jobs.job_names)}"
+    )
+    try:
+        runtime.jobs.run_worker(threads)
+    finally:
+        runtime.events.close()
+        runtime.close()
 
 
 @db_app.command("upgrade")

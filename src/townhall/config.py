@@ -171,4 +171,13 @@ def _libpq_dsn(sqlalchemy_url: str) -> str:
         "user": url.username,
         "password": url.password,
     }
-    return " ".join(f"{key}={value}" for key, value in parts.items() if value is not None)
+    return " ".join(
+        f"{key}={_libpq_quote(str(value))}" for key, value in parts.items() if value is not None
+    )
+
+
+def _libpq_quote(value: str) -> str:
+    """libpq keyword values with spaces or quotes must be single-quoted, backslash-escaped."""
+    if value and not any(ch in value for ch in " '\\"):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -37,7 +37,17 @@ ERROR_CODES: dict[str, str] = {
     "too_many_requests": "Too many attempts; wait before trying again.",
     "unsupported_media_type": "The body's content type is not one the endpoint reads.",
     "read_only_mode": "The portal is in lockdown; only administrators can change data.",
+    "unknown_action": "The CKAN Action API has no action of that name.",
+    "invalid_search_query": "A CKAN search query (q, fq, sort) could not be read.",
+    "ingest_failed": "The file could not be loaded as a table; `errors` names rows and columns.",
+    "invalid_table_schema": "The Frictionless Table Schema sent with an upload is not valid.",
+    "invalid_filter": "A filter, sort, field or metric names an unknown column or a bad value.",
+    "invalid_cursor": "The pagination cursor is malformed or belongs to another query.",
+    "invalid_sql": "The SQL does not parse, or is not exactly one SELECT statement.",
+    "sql_not_allowed": "The SQL uses a table, function or command that is not allowed.",
+    "query_timeout": "The query ran past the time limit and was stopped.",
     "internal_error": "An unexpected error; it has been logged with the request id.",
+    "invalid_transition": "The service request's lifecycle does not allow that status change.",
 }
 
 

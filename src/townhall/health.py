@@ -1,27 +1,33 @@
-"""Liveness, readiness, Prometheus metrics and the SSE event stream."""
+"""Liveness, readiness, Prometheus metrics and the SSE event stream.
+
+The probes (`/healthz`, `/readyz`, `/metrics`) are public and never resolve the caller: a load
+balancer polling them every few seconds must not open a database session or get a cookie.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from townhall.accounts.auth import PUBLIC, PublicActor
-from townhall.db import ping as ping_database
-from townhall.events import EventBus
+from townhall.accounts.auth import PublicActor
+from townhall.accounts.permissions import mark_access
+from townhall.events import EventBus, StreamClosed
 from townhall.runtime import Runtime
 
 router = APIRouter()
@@ -29,36 +35,93 @@ router = APIRouter()
 # Channels anyone may follow; everything else needs `events:subscribe`.
 PUBLIC_CHANNEL_PREFIXES = ("public.", "request.", "office.", "dataset.")
 HEARTBEAT_SECONDS = 15.0
+READINESS_TIMEOUT_SECONDS = 5.0
+# Tells EventSource how long to wait before reconnecting, in milliseconds.
+SSE_RETRY_MS = 3000
 
 
-@router.get("/healthz", dependencies=[PUBLIC], tags=["health"], summary="Alive")
+async def _probe() -> None:
+    return None
+
+
+# Public, like PUBLIC, but without resolving the caller (no database, no cookie).
+PUBLIC_PROBE = Depends(mark_access(_probe, "public"))
+
+
+@router.get("/healthz", dependencies=[PUBLIC_PROBE], tags=["health"], summary="Alive")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", dependencies=[PUBLIC], tags=["health"], summary="Ready to serve")
+def ping_database(engine: Engine) -> None:
+    """`SELECT 1` on a raw DBAPI connection.
+
+    Not through a SQLAlchemy transaction: on SQLite that begins with BEGIN IMMEDIATE, which
+    queues the probe behind every writer (a long ingest, or the request that is asking), so a
+    busy node would look dead.
+    """
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+        finally:
+            cursor.close()
+    finally:
+        connection.close()
+
+
+@router.get(
+    "/readyz",
+    dependencies=[PUBLIC_PROBE],
+    tags=["health"],
+    summary="Ready to serve",
+    responses={503: {"description": "A dependency is failing; `checks` names it."}},
+)
 async def readyz(request: Request) -> JSONResponse:
+    """Checks the database, the lake, the job queue and the event bus; 503 names the
+    failing ones."""
     runtime: Runtime = request.app.state.runtime
     checks: dict[str, str] = {}
 
-    async def check(name: str, probe: object) -> None:
+    async def check(name: str, probe: Callable[[], Any]) -> None:
+        # A probe fails by raising or by answering False (the lake's ping never raises).
         try:
-            await asyncio.wait_for(run_in_threadpool(probe), timeout=5)  # type: ignore[arg-type]
-            checks[name] = "ok"
+            answer = await asyncio.wait_for(
+                run_in_threadpool(probe), timeout=READINESS_TIMEOUT_SECONDS
+            )
+            checks[name] = "failed: not reachable" if answer is False else "ok"
         except Exception as exc:
-            checks[name] = f"failed: {type(exc).__name__}: {exc}"[:300]
+            checks[name] = _failure(exc)
 
-    await check("database", lambda: ping_database(runtime.engine))
-    await check("lake", runtime.lake.ping)
-    await check("jobs", runtime.jobs.ping)
+    async def check_events() -> None:
+        try:
+            await asyncio.wait_for(runtime.events.ping(), timeout=READINESS_TIMEOUT_SECONDS)
+            checks["events"] = "ok"
+        except Exception as exc:
+            checks["events"] = _failure(exc)
+
+    await asyncio.gather(
+        check("database", lambda: ping_database(runtime.engine)),
+        check("lake", lambda: runtime.lake.ping()),
+        check("jobs", lambda: runtime.jobs.ping()),
+        check_events(),
+    )
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
+        {"status": "ready" if ready else "not_ready", "checks": dict(sorted(checks.items()))},
         status_code=200 if ready else 503,
     )
 
 
-@router.get("/metrics", dependencies=[PUBLIC], tags=["health"], summary="Prometheus metrics")
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"failed: no answer within {READINESS_TIMEOUT_SECONDS:g}s"
+    return f"failed: {type(exc).__name__}: {exc}"[:300]
+
+
+@router.get("/metrics", dependencies=[PUBLIC_PROBE], tags=["health"], summary="Prometheus metrics")
 def metrics(request: Request) -> Response:
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
@@ -78,33 +141,37 @@ async def event_stream(
     channel: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[a-z0-9._:-]+$")],
 ) -> StreamingResponse:
     """Public channels (`public.*`, `request.<code>`, `office.*`, `dataset.*`) are open;
-    others need `events:subscribe`."""
+    others need `events:subscribe`.
+
+    The stream starts with a comment once the subscription is live, sends a `: keep-alive`
+    comment after each quiet interval, and one `event: <type>` / `data: <json>` block per
+    event. It ends when the client goes or the server shuts down (the client reconnects).
+    """
     if not channel.startswith(PUBLIC_CHANNEL_PREFIXES):
         actor.require("events:subscribe")
-    bus = request.app.state.runtime.events
+    bus: EventBus = request.app.state.runtime.events
+    heartbeat: float = request.app.state.sse_heartbeat_seconds
     return StreamingResponse(
-        _sse(request, bus, channel),
+        _sse(bus, channel, heartbeat),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _sse(request: Request, bus: EventBus, channel: str) -> AsyncIterator[str]:
-    async with bus.subscribe(channel) as events:
-        # The first comment tells the client the subscription is live.
-        yield f"retry: 3000\n: subscribed to {channel}\n\n"
-        iterator = events.__aiter__()
+async def _sse(bus: EventBus, channel: str, heartbeat: float) -> AsyncIterator[str]:
+    # Client disconnects cancel this generator (Starlette listens for them while streaming);
+    # the heartbeat also makes a dead connection fail on write.
+    async with bus.subscribe(channel) as subscription:
+        yield f"retry: {SSE_RETRY_MS}\n: subscribed to {channel}\n\n"
         while True:
             try:
-                event = await asyncio.wait_for(iterator.__anext__(), timeout=HEARTBEAT_SECONDS)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    return
-                yield ": keep-alive\n\n"
-                continue
-            except StopAsyncIteration:
+                event = await subscription.next(timeout=heartbeat)
+            except StreamClosed:
                 return
-            yield f"event: {event.type}\ndata: {event.to_json()}\n\n"
+            if event is None:
+                yield ": keep-alive\n\n"
+            else:
+                yield f"event: {event.type}\ndata: {event.to_json()}\n\n"
 
 
 class Metrics:
@@ -122,6 +189,11 @@ class Metrics:
             "townhall_http_request_seconds",
             "HTTP request latency by route.",
             ["route"],
+            registry=self.registry,
+        )
+        self.sse_subscribers = Gauge(
+            "townhall_sse_subscribers",
+            "Open event streams on this node.",
             registry=self.registry,
         )
 
@@ -156,5 +228,8 @@ class MetricsMiddleware:
 
 def register(app: FastAPI) -> None:
     app.state.metrics = Metrics()
+    app.state.sse_heartbeat_seconds = HEARTBEAT_SECONDS
+    bus = app.state.runtime.events
+    app.state.metrics.sse_subscribers.set_function(lambda: bus.subscriber_count())
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(router)

@@ -6,7 +6,18 @@ from townhall.accounts import models as accounts_models
 from townhall.audit import models as audit_models
 from townhall.catalog import models as catalog_models
 from townhall.db import Base
+from townhall.directory import models as directory_models
+from townhall.notify import models as notify_models
+from townhall.service_requests import models as service_requests_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "audit_models", "catalog_models", "metadata"]
+__all__ = [
+    "accounts_models",
+    "audit_models",
+    "catalog_models",
+    "directory_models",
+    "metadata",
+    "notify_models",
+    "service_requests_models",
+]

@@ -54,5 +54,7 @@ class Runtime:
     def close(self) -> None:
         if "jobs" in self.__dict__:
             self.jobs.stop_consumer()
+        if "lake" in self.__dict__:
+            self.lake.close()
         if "engine" in self.__dict__:
             self.engine.dispose()

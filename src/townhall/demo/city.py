@@ -936,7 +936,7 @@ class _RequestWriter:
     ) -> None:
         self.rng, self.demand, self.districts, self.geo = rng, demand, districts, geo
         self.random = rng.random
-        self.start, self.end = int(start.timestamp()), int(end.timestamp())
+        self.start, self.end = math.ceil(start.timestamp()), math.floor(end.timestamp())
         self.templates = {
             s.code: [(t, _slots(t)) for t in texts.TEMPLATES[s.code]] for s in demand.kinds
         }

@@ -1,0 +1,1 @@
+"""Compatibility APIs: thin adapters that speak other products' protocols over the slices."""

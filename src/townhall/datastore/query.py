@@ -1,0 +1,873 @@
+"""Reads over published tables: rows with filters and keyset cursors, aggregates, user SQL.
+
+Which table and snapshot a request reads is settled in the SQL database (`published_table`),
+with the catalog's visibility rules; the query then runs on the locked read-only DuckDB
+(`engine`) against that snapshot only (`lake.main.r_<id> AT (VERSION => n)`).
+
+Filters, sorts and metrics are compiled to sqlglot expressions: column names are checked
+against the version's columns and quoted by sqlglot, values are bound parameters (`$n`), never
+SQL text. Rows are turned into JSON by DuckDB (`to_json`), so no value is converted row by row in
+Python.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+from sqlalchemy.orm import Session
+from sqlglot import exp
+
+from townhall.actor import Actor
+from townhall.catalog import queries as catalog_queries
+from townhall.catalog.models import Dataset, DatasetVersion, Resource
+from townhall.datastore.coltypes import (
+    is_geometry,
+    is_numeric,
+    is_orderable,
+    is_text,
+    logical_type,
+)
+from townhall.datastore.engine import QueryEngine, elapsed_ms
+from townhall.datastore.lake import LAKE
+from townhall.datastore.sql_guard import GuardedSql, TableBinding, guard_sql
+from townhall.errors import NotFoundError, TownhallError
+
+OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "like", "isnull", "bbox", "near")
+"""Filter operators (`col__op=value`); docs/api.md lists them. `bbox` and `near` are for
+geometry columns; `col=value` is shorthand for `col__eq=value`."""
+RESERVED_PARAMS = frozenset(
+    {"resource", "version", "q", "fields", "sort", "limit", "offset", "cursor", "group_by"}
+    | {"metric", "sql", "format"}
+)
+METRICS = ("count", "count_distinct", "sum", "avg", "min", "max", "median")
+DEFAULT_LIMIT = 100
+MAX_IN_VALUES = 1_000
+# A filtered count gets this share of the time limit; past it the total is estimated.
+COUNT_BUDGET_SECONDS = 1.0
+ESTIMATE_SAMPLE_ROWS = 100_000
+ROWID = "rowid"
+_TRUE = frozenset({"1", "true", "yes", "t", "y"})
+_FALSE = frozenset({"0", "false", "no", "f", "n"})
+_COMPARISONS: dict[str, type[exp.Binary]] = {
+    "eq": exp.EQ,
+    "ne": exp.NEQ,
+    "lt": exp.LT,
+    "lte": exp.LTE,
+    "gt": exp.GT,
+    "gte": exp.GTE,
+}
+
+
+def invalid_filter(message: str, column: str | None = None) -> TownhallError:
+    errors = [{"loc": ["query", column], "message": message}] if column else []
+    return TownhallError(422, "invalid_filter", message, errors=errors)
+
+
+# Which table -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    """A resource's table at one version: everything a query needs, read from the database."""
+
+    dataset_slug: str
+    resource_id: int
+    resource_name: str
+    table_name: str
+    snapshot_id: int
+    version: int
+    row_count: int
+    columns: tuple[dict[str, Any], ...]
+
+    def column(self, name: str) -> dict[str, Any]:
+        for column in self.columns:
+            if column["name"] == name:
+                return column
+        raise invalid_filter(f"No column {name!r} in this table.", name)
+
+    @property
+    def has_rowid(self) -> bool:
+        # A column of the user's named rowid hides DuckLake's row id.
+        return not any(c["name"].lower() == ROWID for c in self.columns)
+
+    def ref(self) -> exp.Table:
+        return exp.Table(
+            this=exp.to_identifier(self.table_name, quoted=True),
+            db=exp.to_identifier("main", quoted=True),
+            catalog=exp.to_identifier(LAKE, quoted=True),
+            when=exp.HistoricalData(
+                this="AT", kind="VERSION", expression=exp.Literal.number(self.snapshot_id)
+            ),
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset_slug}@{self.version}"
+
+
+def readable_dataset(session: Session, actor: Actor, slug: str) -> Dataset:
+    """The dataset if the actor may read it; 404 otherwise (existence is not leaked)."""
+    dataset = catalog_queries.dataset_by_slug(session, slug)
+    if (
+        dataset is None
+        or dataset.state == "deleted"
+        or not catalog_queries.can_read(actor, dataset)
+    ):
+        raise NotFoundError("dataset", slug)
+    return dataset
+
+
+def _table_of(
+    session: Session, actor: Actor, dataset: Dataset, resource: Resource, number: int | None
+) -> PublishedTable:
+    version: DatasetVersion | None = catalog_queries.version_of(session, resource, number)
+    if version is None:
+        if number is None:
+            raise NotFoundError("table", f"for {dataset.slug} (nothing ingested yet)")
+        raise NotFoundError("version", f"{number} of {dataset.slug}")
+    if version.status == "withdrawn" and not catalog_queries.can_edit(actor, dataset):
+        raise NotFoundError("version", f"{version.number} of {dataset.slug}")
+    if version.snapshot_id is None:
+        raise NotFoundError("table", f"for {dataset.slug} version {version.number}")
+    return PublishedTable(
+        dataset_slug=dataset.slug,
+        resource_id=resource.id,
+        resource_name=resource.name,
+        table_name=version.table_name,
+        snapshot_id=int(version.snapshot_id),
+        version=version.number,
+        row_count=int(version.row_count),
+        columns=tuple(version.columns or ()),
+    )
+
+
+def published_table(
+    session: Session,
+    actor: Actor,
+    slug: str,
+    *,
+    resource: str | None = None,
+    version: int | None = None,
+) -> PublishedTable:
+    """The table a request on dataset `slug` reads: resource `resource` (its id or name; by
+    default the first resource holding a table) at version `version` (default: published).
+
+    Raises NotFoundError (dataset, resource, table, version) when it does not exist or the actor
+    may not read it.
+    """
+    dataset = readable_dataset(session, actor, slug)
+    if resource is not None:
+        chosen = next(
+            (r for r in dataset.resources if str(r.id) == resource or r.name == resource), None
+        )
+        if chosen is None:
+            raise NotFoundError("resource", f"{resource} in {slug}")
+    else:
+        chosen = next((r for r in dataset.resources if r.published_version_id), None)
+        if chosen is None:
+            raise NotFoundError("table", f"for {slug} (nothing ingested yet)")
+    return _table_of(session, actor, dataset, chosen, version)
+
+
+def resource_table(
+    session: Session, actor: Actor, resource_id: int, version: int | None = None
+) -> PublishedTable:
+    """The table of resource `resource_id` (as CKAN's datastore names tables by resource)."""
+    resource = catalog_queries.resource_by_id(session, resource_id)
+    if resource is None:
+        raise NotFoundError("resource", resource_id)
+    dataset = resource.dataset
+    if dataset.state == "deleted" or not catalog_queries.can_read(actor, dataset):
+        raise NotFoundError("resource", resource_id)
+    return _table_of(session, actor, dataset, resource, version)
+
+
+_RESOURCE_TABLE = re.compile(r"^(?:r_)?(\d+)$")
+
+
+def sql_resolver(
+    session: Session, actor: Actor, pinned: PublishedTable | None = None
+) -> Any:  # Resolver
+    """Resolve table names in user SQL: a dataset slug (`street-trees`, `street-trees@2`) or a
+    resource table (`r_12`, `12`). `pinned` is the table the dataset-scoped endpoint was asked
+    about (its `version` parameter applies when the SQL names no version)."""
+
+    def resolve(name: str, version: int | None) -> TableBinding:
+        match = _RESOURCE_TABLE.match(name)
+        if match:
+            table = resource_table(session, actor, int(match.group(1)), version)
+        elif pinned is not None and name == pinned.dataset_slug and version is None:
+            table = pinned
+        else:
+            table = published_table(session, actor, name, version=version)
+        return TableBinding(table.table_name, table.snapshot_id, table.label)
+
+    return resolve
+
+
+# Filters ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filter:
+    column: str
+    op: str
+    value: str
+
+
+class Binder:
+    """Bound parameters for sqlglot placeholders (`$1`, `$2`, ...)."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def bind(self, value: Any) -> exp.Placeholder:
+        self.values.append(value)
+        return exp.Placeholder(this=str(len(self.values)))
+
+    def typed(self, value: Any, db_type: str) -> exp.Expression:
+        return exp.Cast(this=self.bind(value), to=exp.DataType.build(db_type, dialect="duckdb"))
+
+
+def parse_filters(params: Sequence[tuple[str, str]]) -> list[Filter]:
+    """`col__op=value` pairs from the query string (reserved names excluded)."""
+    filters = []
+    for key, value in params:
+        if key in RESERVED_PARAMS or key.startswith("_"):
+            continue
+        column, sep, op = key.rpartition("__")
+        if not sep or op not in OPERATORS:
+            column, op = key, "eq"
+        filters.append(Filter(column, op, value))
+    return filters
+
+
+def _column(name: str) -> exp.Column:
+    return exp.column(exp.to_identifier(name, quoted=True))
+
+
+def _truthy(value: str, column: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise invalid_filter(f"{column}__isnull takes true or false, not {value!r}.", column)
+
+
+def _numbers(value: str, count: int, what: str, column: str) -> list[float]:
+    try:
+        numbers = [float(part) for part in value.split(",")]
+    except ValueError:
+        numbers = []
+    if len(numbers) != count:
+        raise invalid_filter(f"{column}__{what} takes {count} comma-separated numbers.", column)
+    return numbers
+
+
+def compile_filter(table: PublishedTable, item: Filter, binder: Binder) -> exp.Expression:
+    column = table.column(item.column)
+    db_type = str(column.get("db_type") or "VARCHAR")
+    ref = _column(item.column)
+    if item.op == "isnull":
+        is_null = exp.Is(this=ref, expression=exp.Null())
+        return is_null if _truthy(item.value, item.column) else exp.Not(this=is_null)
+    if item.op in ("bbox", "near"):
+        if not is_geometry(db_type):
+            raise invalid_filter(f"{item.op} works on geometry columns only.", item.column)
+        if item.op == "bbox":
+            xmin, ymin, xmax, ymax = _numbers(item.value, 4, "bbox", item.column)
+            envelope = exp.Anonymous(
+                this="ST_MakeEnvelope",
+                expressions=[binder.bind(v) for v in (xmin, ymin, xmax, ymax)],
+            )
+            return exp.Anonymous(this="ST_Intersects", expressions=[ref, envelope])
+        lon, lat, meters = _numbers(item.value, 3, "near", item.column)
+        point = exp.Anonymous(this="ST_Point", expressions=[binder.bind(lon), binder.bind(lat)])
+        # Sphere distance from the shape's centroid: exact for points, close for small shapes.
+        distance = exp.Anonymous(
+            this="ST_Distance_Sphere",
+            expressions=[exp.Anonymous(this="ST_Centroid", expressions=[ref]), point],
+        )
+        return exp.LTE(this=distance, expression=binder.bind(meters))
+    if is_geometry(db_type):
+        raise invalid_filter(
+            f"Column {item.column!r} is geometry: filter it with __bbox, __near or __isnull.",
+            item.column,
+        )
+    if item.op == "like":
+        as_text = exp.Cast(this=ref, to=exp.DataType.build("VARCHAR"))
+        return exp.Like(this=as_text, expression=binder.bind(item.value))
+    if item.op == "in":
+        values = item.value.split(",")
+        if len(values) > MAX_IN_VALUES:
+            raise invalid_filter(f"__in takes at most {MAX_IN_VALUES} values.", item.column)
+        return exp.In(this=ref, expressions=[binder.typed(v, db_type) for v in values])
+    return _COMPARISONS[item.op](this=ref, expression=binder.typed(item.value, db_type))
+
+
+def text_search(table: PublishedTable, q: str, binder: Binder) -> exp.Expression | None:
+    """`q`: rows where any text column contains the words, case-insensitively."""
+    words = [w for w in q.lower().split() if w]
+    if not words:
+        return None
+    texts = [c["name"] for c in table.columns if is_text(str(c.get("db_type") or ""))]
+    if not texts:
+        return exp.false()
+    conditions = []
+    for word in words:
+        needle = binder.bind(word)
+        matches = [
+            exp.Anonymous(
+                this="contains",
+                expressions=[exp.Lower(this=_column(name)), needle.copy()],
+            )
+            for name in texts
+        ]
+        conditions.append(exp.or_(*matches) if len(matches) > 1 else matches[0])
+    return exp.and_(*conditions) if len(conditions) > 1 else conditions[0]
+
+
+def where_clause(
+    table: PublishedTable, filters: Sequence[Filter], q: str, binder: Binder
+) -> exp.Expression | None:
+    conditions = [compile_filter(table, item, binder) for item in filters]
+    searched = text_search(table, q, binder) if q else None
+    if searched is not None:
+        conditions.append(searched)
+    if not conditions:
+        return None
+    return exp.and_(*conditions) if len(conditions) > 1 else conditions[0]
+
+
+# Serialising -----------------------------------------------------------------------------------
+
+
+def json_value(name: str, db_type: str) -> exp.Expression:
+    """A column as it should reach JSON: geometry as a GeoJSON object, NaN and infinities as
+    null (JSON has no word for them)."""
+    ref = _column(name)
+    upper = db_type.upper()
+    if is_geometry(db_type):
+        geojson = exp.Anonymous(this="ST_AsGeoJSON", expressions=[ref])
+        return exp.Cast(this=geojson, to=exp.DataType.build("JSON", dialect="duckdb"))
+    if upper in ("DOUBLE", "FLOAT", "REAL"):
+        return exp.If(this=exp.Anonymous(this="isfinite", expressions=[ref]), true=ref)
+    return ref
+
+
+def row_json(columns: Sequence[tuple[str, str]]) -> exp.Expression:
+    """`CAST(to_json(struct_pack(name := value, ...)) AS VARCHAR)` for one output row."""
+    pairs = [
+        exp.PropertyEQ(this=exp.to_identifier(name, quoted=True), expression=json_value(name, t))
+        for name, t in columns
+    ]
+    packed = exp.Anonymous(this="struct_pack", expressions=pairs)
+    return exp.Cast(
+        this=exp.Anonymous(this="to_json", expressions=[packed]),
+        to=exp.DataType.build("VARCHAR"),
+    )
+
+
+def render(node: exp.Expression) -> str:
+    return node.sql(dialect="duckdb", identify=True)
+
+
+# Rows ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RowsRequest:
+    fields: list[str] | None = None
+    filters: list[Filter] = field(default_factory=list)
+    q: str = ""
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # (column, descending)
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    cursor: str | None = None
+
+
+@dataclass
+class QueryResult:
+    rows_json: list[str]
+    fields: list[dict[str, str]]
+    total: int | None
+    total_estimated: bool
+    truncated: bool
+    elapsed_ms: float
+    version: int | None
+    next_cursor: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json_bytes(self) -> bytes:
+        """The response body, rows spliced in as DuckDB wrote them."""
+        meta = {
+            "fields": self.fields,
+            "total": self.total,
+            "total_estimated": self.total_estimated,
+            "truncated": self.truncated,
+            "elapsed_ms": self.elapsed_ms,
+            "version": self.version,
+            "next_cursor": self.next_cursor,
+            **self.extra,
+        }
+        tail = json.dumps(meta, separators=(",", ":"), default=str)[1:]
+        return ('{"ok":true,"rows":[' + ",".join(self.rows_json) + "]," + tail).encode()
+
+
+def parse_sort(raw: str | None, table: PublishedTable) -> list[tuple[str, bool]]:
+    if not raw:
+        return []
+    keys = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        descending = part.startswith("-")
+        name = part[1:] if descending else part
+        column = table.column(name)
+        if not is_orderable(str(column.get("db_type") or "")):
+            raise invalid_filter(f"Column {name!r} cannot be sorted on.", name)
+        keys.append((name, descending))
+    if len(keys) > 8:
+        raise invalid_filter("Sort on at most 8 columns.")
+    return keys
+
+
+def parse_fields(raw: str | None, table: PublishedTable) -> list[str] | None:
+    if not raw:
+        return None
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    for name in names:
+        table.column(name)
+    return list(dict.fromkeys(names))
+
+
+def _cursor_fingerprint(table: PublishedTable, request: RowsRequest) -> str:
+    basis = json.dumps(
+        [
+            table.resource_id,
+            table.version,
+            request.sort,
+            [(f.column, f.op, f.value) for f in request.filters],
+            request.q,
+        ],
+        default=str,
+    )
+    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+def encode_cursor(fingerprint: str, keys: list[Any], rowid: int | None, offset: int | None) -> str:
+    doc = {"h": fingerprint, "k": keys, "r": rowid, "o": offset}
+    raw = json.dumps(doc, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(raw: str, fingerprint: str) -> dict[str, Any]:
+    try:
+        padded = raw + "=" * (-len(raw) % 4)
+        doc = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise TownhallError(
+            400, "invalid_cursor", "The cursor is not one this API made."
+        ) from error
+    if not isinstance(doc, dict) or doc.get("h") != fingerprint:
+        raise TownhallError(
+            400,
+            "invalid_cursor",
+            "The cursor belongs to another query: keep filters, sort, q and version unchanged "
+            "while paging.",
+        )
+    if not isinstance(doc.get("k"), list) or not (
+        isinstance(doc.get("r"), int) or isinstance(doc.get("o"), int)
+    ):
+        raise TownhallError(400, "invalid_cursor", "The cursor is incomplete.")
+    return doc
+
+
+def _after(
+    keys: list[tuple[exp.Expression, bool, str]], values: list[Any], binder: Binder
+) -> exp.Expression:
+    """Rows strictly after `values` in the order `keys` (column, descending, type), NULLS LAST.
+
+    Expanded as (k1 after v1) OR (k1 = v1 AND (rest after ...)), with NULL handled as the
+    largest value in both directions (NULLS LAST).
+    """
+    (ref, descending, db_type), *rest = keys
+    value, *rest_values = values
+    if value is None:
+        # Only NULLs remain in this key; among them, order by the rest.
+        same = exp.Is(this=ref.copy(), expression=exp.Null())
+        if not rest:
+            return exp.false()
+        return exp.and_(same, _after(rest, rest_values, binder))
+    typed = binder.typed(value, db_type)
+    beyond = (exp.LT if descending else exp.GT)(this=ref.copy(), expression=typed)
+    later = exp.or_(beyond, exp.Is(this=ref.copy(), expression=exp.Null()))
+    if not rest:
+        return later
+    same = exp.EQ(this=ref.copy(), expression=typed.copy())
+    return exp.or_(later, exp.and_(same, _after(rest, rest_values, binder)))
+
+
+def query_rows(engine: QueryEngine, table: PublishedTable, request: RowsRequest) -> QueryResult:
+    """One page of rows. Raises TownhallError invalid_filter/invalid_cursor (bad input, 4xx),
+    query_timeout (400)."""
+    started = time.perf_counter()
+    cap = engine.row_cap
+    limit = max(1, min(request.limit, cap))
+    names = request.fields or [c["name"] for c in table.columns]
+    types = {c["name"]: str(c.get("db_type") or "VARCHAR") for c in table.columns}
+    binder = Binder()
+    where = where_clause(table, request.filters, request.q, binder)
+    fingerprint = _cursor_fingerprint(table, request)
+    use_rowid = table.has_rowid
+    sort_keys: list[tuple[exp.Expression, bool, str]] = [
+        (_column(name), descending, types[name]) for name, descending in request.sort
+    ]
+    offset = request.offset
+    conditions = [where] if where is not None else []
+    if request.cursor:
+        if request.offset:
+            raise invalid_filter("Use either offset or cursor, not both.")
+        doc = decode_cursor(request.cursor, fingerprint)
+        if doc.get("o") is not None:
+            offset = int(doc["o"])
+        else:
+            rowid_key = (exp.column(ROWID), False, "BIGINT")
+            if len(doc["k"]) != len(sort_keys):
+                raise TownhallError(400, "invalid_cursor", "The cursor does not match the sort.")
+            conditions.append(_after([*sort_keys, rowid_key], [*doc["k"], doc["r"]], binder))
+    select = exp.select(*[_column(name) for name in names])
+    key_columns = [
+        exp.alias_(ref.copy(), f"__th_k{i}", quoted=True) for i, (ref, _, _) in enumerate(sort_keys)
+    ]
+    if use_rowid:
+        key_columns.append(exp.alias_(exp.column(ROWID), "__th_rowid", quoted=True))
+    select = select.select(*key_columns, append=True).from_(table.ref())
+    if conditions:
+        select = select.where(exp.and_(*conditions) if len(conditions) > 1 else conditions[0])
+    if sort_keys:
+        order = [
+            exp.Ordered(this=ref.copy(), desc=descending, nulls_first=False)
+            for ref, descending, _ in sort_keys
+        ]
+        if use_rowid:
+            order.append(exp.Ordered(this=exp.column(ROWID), desc=False, nulls_first=False))
+        select = select.order_by(*order)
+    # Without a sort, no ORDER BY: DuckDB returns a scan in storage order (insertion order is
+    # preserved), which is row id order, so `rowid > last` continues the page and lets DuckLake
+    # skip whole files on deep pages. A global sort is only paid for when asked.
+    fetch = limit + 1
+    select = select.limit(fetch)
+    if offset:
+        select = select.offset(offset)
+    out_columns = [(name, types[name]) for name in names]
+    key_count = len(sort_keys) + (1 if use_rowid else 0)
+    key_refs = [exp.column(f"__th_k{i}", quoted=True) for i in range(len(sort_keys))]
+    if use_rowid:
+        key_refs.append(exp.column("__th_rowid", quoted=True))
+    outer = exp.select(
+        row_json(out_columns),
+        exp.Cast(
+            this=exp.Anonymous(this="json_array", expressions=key_refs),
+            to=exp.DataType.build("VARCHAR"),
+        )
+        if key_count
+        else exp.Null(),
+    ).from_(exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier("__th_q"))))
+    sql = render(outer)
+
+    def work(cursor: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:
+        return cursor.execute(sql, binder.values or None).fetchall()
+
+    fetched = _run_user_facing(engine, work)
+    more = len(fetched) > limit
+    page = fetched[:limit]
+    next_cursor = None
+    if more and page:
+        if use_rowid:
+            last = json.loads(page[-1][1])
+            next_cursor = encode_cursor(fingerprint, last[:-1], int(last[-1]), None)
+        else:
+            next_cursor = encode_cursor(fingerprint, [], None, offset + limit)
+    total, estimated = _total(engine, table, request, where, binder, len(page), offset, more)
+    return QueryResult(
+        rows_json=[row[0] for row in page],
+        fields=[{"name": name, "type": logical_type(t)} for name, t in out_columns],
+        total=total,
+        total_estimated=estimated,
+        truncated=more and request.limit > cap,
+        elapsed_ms=elapsed_ms(started),
+        version=table.version,
+        next_cursor=next_cursor,
+        extra={"resource_id": table.resource_id, "offset": offset, "limit": limit},
+    )
+
+
+def _run_user_facing(engine: QueryEngine, work: Any, timeout: float | None = None) -> Any:
+    """Run on the engine; a value that does not fit its column (`age__eq=abc`) is a 422."""
+    try:
+        return engine.run(work, timeout)
+    except (duckdb.ConversionException, duckdb.InvalidInputException) as error:
+        raise invalid_filter(_duckdb_message(error)) from error
+    except duckdb.BinderException as error:
+        raise invalid_filter(_duckdb_message(error)) from error
+
+
+def _duckdb_message(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    return re.sub(r"^[A-Za-z ]+ Error: ", "", text)[:500]
+
+
+def _total(
+    engine: QueryEngine,
+    table: PublishedTable,
+    request: RowsRequest,
+    where: exp.Expression | None,
+    binder: Binder,
+    page_rows: int,
+    offset: int,
+    more: bool,
+) -> tuple[int | None, bool]:
+    """Exact where cheap, else estimated: the version's row count when unfiltered; the page
+    itself when it is the whole answer; a count within a small time budget; else a sample."""
+    if where is None:
+        return table.row_count, False
+    if not more and not request.cursor:
+        return offset + page_rows, False
+    count_sql = render(exp.select(exp.Count(this=exp.Star())).from_(table.ref()).where(where))
+    budget = min(COUNT_BUDGET_SECONDS, engine.timeout_seconds)
+    try:
+        row = engine.run(
+            lambda cursor: cursor.execute(count_sql, binder.values or None).fetchone(), budget
+        )
+        return int(row[0]) if row else 0, False
+    except TownhallError as error:
+        if error.code != "query_timeout":
+            raise
+    sample = exp.select(exp.Star()).from_(table.ref()).limit(ESTIMATE_SAMPLE_ROWS)
+    ratio_sql = render(
+        exp.select(
+            exp.Count(this=exp.Star()),
+            exp.Filter(this=exp.Count(this=exp.Star()), expression=exp.Where(this=where.copy())),
+        ).from_(exp.Subquery(this=sample, alias=exp.TableAlias(this=exp.to_identifier("s"))))
+    )
+    try:
+        row = engine.run(
+            lambda cursor: cursor.execute(ratio_sql, binder.values or None).fetchone(), budget
+        )
+    except TownhallError:
+        return None, True
+    if not row or not row[0]:
+        return None, True
+    return round(table.row_count * int(row[1]) / int(row[0])), True
+
+
+# Aggregates ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    function: str
+    column: str | None
+
+    @property
+    def name(self) -> str:
+        return self.function if self.column is None else f"{self.function}_{self.column}"
+
+
+def parse_metrics(raw: Sequence[str], table: PublishedTable) -> list[Metric]:
+    metrics = []
+    for item in raw or ["count"]:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            function, _, column = part.partition(":")
+            if function not in METRICS:
+                raise invalid_filter(
+                    f"Unknown metric {function!r}; use one of {', '.join(METRICS)}.", "metric"
+                )
+            if function == "count" and not column:
+                metrics.append(Metric("count", None))
+                continue
+            if not column:
+                raise invalid_filter(f"Metric {function} needs a column: {function}:col.", "metric")
+            db_type = str(table.column(column).get("db_type") or "")
+            if function in ("sum", "avg") and not is_numeric(db_type):
+                raise invalid_filter(
+                    f"{function} needs a numeric column; {column!r} is not.", column
+                )
+            if function in ("min", "max", "median") and not is_orderable(db_type):
+                raise invalid_filter(f"{function} cannot be taken of {column!r}.", column)
+            metrics.append(Metric(function, column))
+    if len(metrics) > 20:
+        raise invalid_filter("Ask for at most 20 metrics.", "metric")
+    return metrics
+
+
+def _metric_expression(metric: Metric) -> exp.Expression:
+    if metric.column is None:
+        return exp.Count(this=exp.Star())
+    ref = _column(metric.column)
+    if metric.function == "count":
+        return exp.Count(this=ref)
+    if metric.function == "count_distinct":
+        return exp.Count(this=exp.Distinct(expressions=[ref]))
+    name = {"sum": "sum", "avg": "avg", "min": "min", "max": "max", "median": "median"}
+    return exp.Anonymous(this=name[metric.function], expressions=[ref])
+
+
+def query_aggregate(
+    engine: QueryEngine,
+    table: PublishedTable,
+    *,
+    group_by: list[str],
+    metrics: list[Metric],
+    filters: list[Filter],
+    q: str,
+    sort: str | None,
+    limit: int | None,
+) -> QueryResult:
+    started = time.perf_counter()
+    cap = engine.row_cap
+    limit = max(1, min(limit or cap, cap))
+    for name in group_by:
+        if is_geometry(str(table.column(name).get("db_type") or "")):
+            raise invalid_filter(f"Cannot group by geometry column {name!r}.", name)
+    if len(group_by) > 8:
+        raise invalid_filter("Group by at most 8 columns.", "group_by")
+    binder = Binder()
+    where = where_clause(table, filters, q, binder)
+    outputs = [*group_by, *[m.name for m in metrics]]
+    if len(set(outputs)) != len(outputs):
+        raise invalid_filter("Group columns and metric names must differ.", "metric")
+    select = exp.select(
+        *[_column(name) for name in group_by],
+        *[exp.alias_(_metric_expression(m), m.name, quoted=True) for m in metrics],
+    ).from_(table.ref())
+    if where is not None:
+        select = select.where(where)
+    if group_by:
+        select = select.group_by(*[_column(name) for name in group_by])
+    order: list[exp.Ordered] = []
+    for part in (sort or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        descending = part.startswith("-")
+        name = part[1:] if descending else part
+        if name not in outputs:
+            raise invalid_filter(f"Sort by a group column or a metric, not {name!r}.", name)
+        order.append(exp.Ordered(this=_column(name), desc=descending, nulls_first=False))
+    if not order and group_by:
+        order = [exp.Ordered(this=_column(name), nulls_first=False) for name in group_by]
+    if order:
+        select = select.order_by(*order)
+    select = select.limit(limit + 1)
+    result_types = engine.run(lambda cursor: _result_types(cursor, render(select), binder.values))
+    sql = render(
+        exp.select(row_json(result_types)).from_(
+            exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier("__th_q")))
+        )
+    )
+    fetched = _run_user_facing(
+        engine, lambda cursor: cursor.execute(sql, binder.values or None).fetchall()
+    )
+    more = len(fetched) > limit
+    page = fetched[:limit]
+    return QueryResult(
+        rows_json=[row[0] for row in page],
+        fields=[{"name": n, "type": logical_type(t)} for n, t in result_types],
+        total=None if more else len(page),
+        total_estimated=more,
+        truncated=more,
+        elapsed_ms=elapsed_ms(started),
+        version=table.version,
+        extra={"resource_id": table.resource_id},
+    )
+
+
+def _result_types(
+    cursor: duckdb.DuckDBPyConnection, sql: str, values: list[Any]
+) -> list[tuple[str, str]]:
+    """Bind the query without running it: its output columns and types."""
+    try:
+        relation = cursor.sql(sql, params=values or None)
+    except (duckdb.BinderException, duckdb.ConversionException) as error:
+        raise invalid_filter(_duckdb_message(error)) from error
+    return [(str(n), str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
+
+
+# User SQL --------------------------------------------------------------------------------------
+
+
+def check_sql(
+    session: Session, actor: Actor, engine: QueryEngine, sql: str, pinned: PublishedTable | None
+) -> GuardedSql:
+    """Check user SQL and bind its tables (needs the database session: permissions)."""
+    return guard_sql(sql, sql_resolver(session, actor, pinned), engine.allowed_functions)
+
+
+def run_sql(engine: QueryEngine, guarded: GuardedSql, *, version: int | None) -> QueryResult:
+    """Run checked SQL with the row cap: `truncated` when it had more rows."""
+    started = time.perf_counter()
+    cap = engine.row_cap
+    inner = f"SELECT * FROM ({guarded.sql}) AS __th_user LIMIT {cap + 1}"
+
+    def work(cursor: duckdb.DuckDBPyConnection) -> tuple[list[tuple[str, str]], list[Any]]:
+        try:
+            relation = cursor.sql(inner)
+            columns = [
+                (str(n), str(t)) for n, t in zip(relation.columns, relation.types, strict=True)
+            ]
+        except duckdb.Error as error:
+            raise _sql_error(error) from error
+        replacements = [
+            f"{render(json_value(name, t))} AS {render(exp.to_identifier(name, quoted=True))}"
+            for name, t in columns
+            if is_geometry(t) or t.upper() in ("DOUBLE", "FLOAT", "REAL")
+        ]
+        replace = f" REPLACE ({', '.join(replacements)})" if replacements else ""
+        outer = (
+            f"SELECT CAST(to_json(__th_row) AS VARCHAR) FROM "
+            f"(SELECT *{replace} FROM ({inner}) AS __th_inner) AS __th_row"
+        )
+        try:
+            return columns, cursor.execute(outer).fetchall()
+        except duckdb.InterruptException:
+            raise
+        except duckdb.Error as error:
+            raise _sql_error(error) from error
+
+    columns, fetched = engine.run(work)
+    more = len(fetched) > cap
+    page = fetched[:cap]
+    return QueryResult(
+        rows_json=[row[0] for row in page],
+        fields=[{"name": n, "type": logical_type(t)} for n, t in columns],
+        total=None if more else len(page),
+        total_estimated=more,
+        truncated=more,
+        elapsed_ms=elapsed_ms(started),
+        version=version,
+        extra={"tables": list(guarded.tables)},
+    )
+
+
+def _sql_error(error: duckdb.Error) -> TownhallError:
+    if isinstance(error, duckdb.InterruptException):
+        raise error
+    if isinstance(error, duckdb.PermissionException):
+        return TownhallError(400, "sql_not_allowed", _duckdb_message(error))
+    return TownhallError(400, "invalid_sql", _duckdb_message(error))

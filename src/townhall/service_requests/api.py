@@ -1,0 +1,552 @@
+"""Native JSON routes for service requests under /api/v1 (Open311 lives in compat/open311)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from townhall.accounts.auth import PublicActor, requires
+from townhall.actor import Actor
+from townhall.db import utcnow
+from townhall.deps import DbSession
+from townhall.errors import NotFoundError
+from townhall.service_requests import actions, queries
+from townhall.service_requests.lifecycle import SUB_STATUSES, sla_state
+from townhall.service_requests.models import RequestService, ServiceRequest
+from townhall.service_requests.schemas import (
+    AssignInput,
+    FollowInput,
+    MergeInput,
+    MessageStaff,
+    NearbyRequest,
+    NoteInput,
+    NotePublic,
+    PriorityInput,
+    QueuePage,
+    ReplyInput,
+    RequestCreate,
+    RequestCreated,
+    RequestPage,
+    RequestPublic,
+    RequestStaff,
+    ServiceCreate,
+    ServicePublic,
+    ServiceUpdate,
+    TemplateCreate,
+    TemplatePublic,
+    TransitionInput,
+    UpdateStaff,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["service requests"])
+Worker = Annotated[Actor, Depends(requires("requests:work"))]
+Editor = Annotated[Actor, Depends(requires("directory:edit"))]
+NEARBY_RADIUS_M = 150.0
+
+
+# Shared with the pages and the Open311 adapter --------------------------------------------------
+
+
+def effects_for(request: Request) -> actions.Effects:
+    """Side-effect targets for actions called from a route: the app's bus and queue."""
+    runtime = request.app.state.runtime
+    settings = request.app.state.settings
+    return actions.Effects(
+        bus=runtime.events,
+        jobs=runtime.jobs,
+        base_url=settings.base_url,
+        site_name=settings.site_name,
+        locate=getattr(request.app.state, "locate_district", None),
+    )
+
+
+def request_client_hash(request: Request) -> str | None:
+    secret = request.app.state.settings.secret_key.get_secret_value()
+    return actions.client_hash(secret, request.client.host if request.client else None)
+
+
+def service_public(service: RequestService) -> ServicePublic:
+    return ServicePublic(
+        code=service.code,
+        name=service.name,
+        description=service.description,
+        group=service.group,
+        keywords=service.keywords or [],
+        attributes=service.attributes or [],
+        service_type=service.service_type,
+        service_notice=service.service_notice,
+        organization=service.organization.slug if service.organization else None,
+        expected_days=service.expected_days,
+        location_required=service.location_required,
+        active=service.active,
+    )
+
+
+def _public_fields(db: Session, request: ServiceRequest) -> dict[str, Any]:
+    duplicate_of = None
+    if request.duplicate_of_id:
+        original = queries.request_by_id(db, request.duplicate_of_id)
+        duplicate_of = original.tracking_code if original else None
+    return {
+        "tracking_code": request.tracking_code,
+        "status": request.status,
+        "sub_status": request.sub_status,
+        "sub_status_label": SUB_STATUSES[request.sub_status],
+        "status_notes": request.status_notes,
+        "service_code": request.service.code,
+        "service_name": request.service.name,
+        "description": request.public_description,
+        "agency_responsible": request.organization.name if request.organization else None,
+        "district": request.district_code,
+        "address": request.address,
+        "zipcode": request.zipcode,
+        "lat": request.lat,
+        "long": request.long,
+        "requested_at": request.requested_at,
+        "updated_at": request.updated_at,
+        "expected_at": request.expected_at,
+        "closed_at": request.closed_at,
+        "duplicate_of": duplicate_of,
+    }
+
+
+def request_public(db: Session, request: ServiceRequest, *, history: bool) -> RequestPublic:
+    notes = None
+    if history:
+        notes = [
+            NotePublic(at=u.at, kind=u.kind, sub_status=u.to_sub_status, note=u.public_note)
+            for u in queries.history(db, request.id, public_only=True)
+        ]
+    return RequestPublic(**_public_fields(db, request), history=notes)
+
+
+def request_staff(
+    db: Session, request: ServiceRequest, *, full: bool, now: datetime | None = None
+) -> RequestStaff:
+    sla = sla_state(
+        requested_at=request.requested_at,
+        expected_at=request.expected_at,
+        sla_paused_at=request.sla_paused_at,
+        closed_at=request.closed_at,
+        now=now or utcnow(),
+    )
+    updates, messages = [], []
+    if full:
+        updates = [
+            UpdateStaff(
+                at=u.at,
+                kind=u.kind,
+                from_sub_status=u.from_sub_status,
+                to_sub_status=u.to_sub_status,
+                public_note=u.public_note,
+                internal_note=u.internal_note,
+                changes=u.changes or {},
+                actor=u.actor_label,
+            )
+            for u in queries.history(db, request.id, public_only=False)
+        ]
+        messages = [
+            MessageStaff(at=m.at, direction=m.direction, body=m.body, author=m.author_label)
+            for m in queries.messages(db, request.id)
+        ]
+    assigned = request.assigned_user
+    return RequestStaff(
+        **_public_fields(db, request),
+        history=None,
+        priority=request.priority,
+        channel=request.channel,
+        exact_description=request.description,
+        attributes=request.attribute_values or {},
+        resident_name=request.resident_name,
+        resident_email=request.resident_email,
+        resident_phone=request.resident_phone,
+        assigned_user_id=request.assigned_user_id,
+        assigned_to=(assigned.display_name or assigned.email) if assigned else None,
+        sla_paused=sla.paused,
+        sla_late=sla.late and request.status == "open",
+        sla_remaining_hours=round(sla.remaining.total_seconds() / 3600, 1)
+        if sla.remaining is not None
+        else None,
+        hidden=request.hidden,
+        updates=updates,
+        messages=messages,
+    )
+
+
+def _visible(db: Session, code: str) -> ServiceRequest:
+    found = queries.request_by_code(db, code)
+    if found is None or found.hidden:
+        raise NotFoundError("request", code)
+    return found
+
+
+# Request types ---------------------------------------------------------------------------------
+
+
+@router.get("/request-services", response_model=list[ServicePublic], summary="Request types")
+def list_request_services(db: DbSession, actor: PublicActor) -> list[ServicePublic]:
+    include_inactive = actor.can("directory:edit")
+    return [service_public(s) for s in queries.list_services(db, include_inactive=include_inactive)]
+
+
+@router.post(
+    "/request-services", response_model=ServicePublic, status_code=201, summary="Add a type"
+)
+def create_request_service(body: ServiceCreate, db: DbSession, actor: Editor) -> ServicePublic:
+    fields = body.model_dump(exclude={"code", "name", "organization"})
+    fields["attributes"] = [a.model_dump() for a in body.attributes]
+    service = actions.create_service(
+        db,
+        actor=actor,
+        code=body.code,
+        name=body.name,
+        organization_slug=body.organization,
+        **fields,
+    )
+    return service_public(service)
+
+
+@router.patch(
+    "/request-services/{code}", response_model=ServicePublic, summary="Change a request type"
+)
+def update_request_service(
+    code: str, body: ServiceUpdate, db: DbSession, actor: Editor
+) -> ServicePublic:
+    fields = body.model_dump(exclude={"organization"}, exclude_unset=True)
+    if body.attributes is not None:
+        fields["attributes"] = [a.model_dump() for a in body.attributes]
+    service = actions.update_service(
+        db, actor=actor, code=code, organization_slug=body.organization, **fields
+    )
+    return service_public(service)
+
+
+@router.get(
+    "/request-services/{code}/nearby",
+    response_model=list[NearbyRequest],
+    summary="Open requests of this type near a point (duplicates to follow instead)",
+)
+def nearby_requests(
+    code: str,
+    db: DbSession,
+    actor: PublicActor,
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    long: Annotated[float, Query(ge=-180, le=180)],
+    radius: Annotated[float, Query(gt=0, le=2000)] = NEARBY_RADIUS_M,
+) -> list[NearbyRequest]:
+    service = queries.service_by_code(db, code)
+    if service is None:
+        raise NotFoundError("service", code)
+    return [
+        NearbyRequest(
+            tracking_code=r.tracking_code,
+            distance_m=round(distance, 1),
+            sub_status_label=SUB_STATUSES[r.sub_status],
+            description=r.public_description,
+            requested_at=r.requested_at,
+        )
+        for r, distance in queries.nearby_open_requests(
+            db, service_id=service.id, lat=lat, long=long, radius_m=radius
+        )
+    ]
+
+
+# Requests --------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/requests", response_model=RequestCreated, status_code=201, summary="Submit a request"
+)
+def submit_request(
+    body: RequestCreate, db: DbSession, actor: PublicActor, request: Request
+) -> RequestCreated:
+    """Anyone may submit; name, email and phone stay private. Rate-limited per address and
+    per API token."""
+    submission = actions.Submission(
+        service_code=body.service_code,
+        description=body.description,
+        lat=body.lat,
+        long=body.long,
+        address=body.address,
+        address_id=body.address_id,
+        zipcode=body.zipcode,
+        attributes={
+            code: value if isinstance(value, list) else [value]
+            for code, value in body.attributes.items()
+        },
+        media_url=body.media_url,
+        resident_name=body.name,
+        resident_email=body.email,
+        resident_phone=body.phone,
+        channel=body.channel,
+        priority=body.priority if actor.can("requests:work") else None,
+        client_hash=request_client_hash(request),
+    )
+    effects = effects_for(request)
+    submitted = actions.submit_request(db, actor=actor, submission=submission, effects=effects)
+    created = submitted.request
+    return RequestCreated(
+        tracking_code=created.tracking_code,
+        tracking_url=effects.tracking_url(created.tracking_code),
+        status=created.status,
+        expected_datetime=created.expected_at,
+    )
+
+
+Codes = Annotated[list[str] | None, Query(max_length=50)]
+
+
+@router.get("/requests", response_model=RequestPage, summary="Public list of requests")
+def list_requests(
+    db: DbSession,
+    actor: PublicActor,
+    status: Annotated[list[str] | None, Query(max_length=2)] = None,
+    sub_status: Codes = None,
+    service_code: Codes = None,
+    district: Codes = None,
+    requested_after: datetime | None = None,
+    requested_before: datetime | None = None,
+    updated_after: datetime | None = None,
+    q: Annotated[str, Query(max_length=200)] = "",
+    sort: Annotated[str, Query(pattern="^(newest|oldest|updated)$")] = "newest",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> RequestPage:
+    filters = queries.RequestFilter(
+        statuses=[s for s in status or [] if s in ("open", "closed")],
+        sub_statuses=sub_status or [],
+        service_codes=service_code or [],
+        district_codes=district or [],
+        requested_from=_aware(requested_after),
+        requested_to=_aware(requested_before),
+        updated_from=_aware(updated_after),
+        text=q,
+    )
+    rows, total = queries.list_requests(
+        db, filters, sort=sort, limit=limit, offset=offset, with_total=True
+    )
+    return RequestPage(
+        total=total or 0,
+        limit=limit,
+        offset=offset,
+        items=[request_public(db, r, history=False) for r in rows],
+    )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+@router.get("/requests/{code}", response_model=RequestPublic, summary="One request (public)")
+def read_request(code: str, db: DbSession, actor: PublicActor) -> RequestPublic:
+    return request_public(db, _visible(db, code), history=True)
+
+
+@router.post("/requests/{code}/follow", summary="Follow a request by email", status_code=201)
+def follow(
+    code: str, body: FollowInput, db: DbSession, actor: PublicActor, request: Request
+) -> dict[str, Any]:
+    actions.follow_request(db, actor=actor, code=code, email=body.email, effects=effects_for(request))
+    return {"ok": True}
+
+
+# Staff -----------------------------------------------------------------------------------------
+
+
+@router.get("/queue", response_model=QueuePage, summary="The staff work queue")
+def work_queue(
+    db: DbSession,
+    actor: Worker,
+    sub_status: Codes = None,
+    service_code: Codes = None,
+    district: Codes = None,
+    priority: Annotated[list[int] | None, Query(max_length=4)] = None,
+    assigned: Annotated[str, Query(pattern="^(any|me|none)$")] = "any",
+    late: bool = False,
+    status: Annotated[str, Query(pattern="^(open|closed|any)$")] = "open",
+    q: Annotated[str, Query(max_length=200)] = "",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> QueuePage:
+    filters = queue_filter(
+        actor,
+        sub_status=sub_status,
+        service_code=service_code,
+        district=district,
+        priority=priority,
+        assigned=assigned,
+        late=late,
+        status=status,
+        q=q,
+    )
+    rows, total = queries.list_requests(
+        db, filters, sort="queue", limit=limit, offset=offset, with_total=True
+    )
+    now = utcnow()
+    return QueuePage(
+        total=total or 0,
+        limit=limit,
+        offset=offset,
+        items=[request_staff(db, r, full=False, now=now) for r in rows],
+    )
+
+
+def queue_filter(
+    actor: Actor,
+    *,
+    sub_status: list[str] | None = None,
+    service_code: list[str] | None = None,
+    district: list[str] | None = None,
+    priority: list[int] | None = None,
+    assigned: str = "any",
+    late: bool = False,
+    status: str = "open",
+    q: str = "",
+) -> queries.RequestFilter:
+    """The queue's filters; staff of an office see their offices' requests."""
+    return queries.RequestFilter(
+        statuses=[] if status == "any" else [status],
+        sub_statuses=[s for s in sub_status or [] if s in SUB_STATUSES],
+        service_codes=service_code or [],
+        district_codes=district or [],
+        priorities=priority or [],
+        assigned_user_id=actor.user_id if assigned == "me" else None,
+        unassigned=assigned == "none",
+        organization_ids=[]
+        if actor.can("system:admin")
+        else sorted(actor.organization_ids),
+        late_only=late,
+        now=utcnow(),
+        text=q,
+        include_hidden=True,
+    )
+
+
+def _workable(db: Session, actor: Actor, code: str) -> ServiceRequest:
+    found = queries.request_by_code(db, code)
+    if found is None or not actions.can_work(actor, found):
+        raise NotFoundError("request", code)
+    return found
+
+
+@router.get(
+    "/requests/{code}/staff", response_model=RequestStaff, summary="One request, staff view"
+)
+def read_request_staff(code: str, db: DbSession, actor: Worker) -> RequestStaff:
+    return request_staff(db, _workable(db, actor, code), full=True)
+
+
+@router.post(
+    "/requests/{code}/transitions", response_model=RequestStaff, summary="Change the status"
+)
+def change_status(
+    code: str, body: TransitionInput, db: DbSession, actor: Worker, request: Request
+) -> RequestStaff:
+    effects = effects_for(request)
+    public_note = body.public_note
+    if body.template_id is not None and not public_note:
+        public_note = actions.apply_template(
+            db, template_id=body.template_id, request=_workable(db, actor, code), effects=effects
+        )
+    updated = actions.transition(
+        db,
+        actor=actor,
+        code=code,
+        to=body.sub_status,
+        public_note=public_note,
+        internal_note=body.internal_note,
+        effects=effects,
+    )
+    return request_staff(db, updated, full=True)
+
+
+@router.post("/requests/{code}/notes", response_model=RequestStaff, summary="Add a note")
+def add_note(
+    code: str, body: NoteInput, db: DbSession, actor: Worker, request: Request
+) -> RequestStaff:
+    updated = actions.add_note(
+        db,
+        actor=actor,
+        code=code,
+        public_note=body.public_note,
+        internal_note=body.internal_note,
+        effects=effects_for(request),
+    )
+    return request_staff(db, updated, full=True)
+
+
+@router.post("/requests/{code}/assignment", response_model=RequestStaff, summary="Assign")
+def assign(
+    code: str, body: AssignInput, db: DbSession, actor: Worker, request: Request
+) -> RequestStaff:
+    updated = actions.assign(
+        db,
+        actor=actor,
+        code=code,
+        user_id=body.user_id,
+        internal_note=body.internal_note,
+        effects=effects_for(request),
+    )
+    return request_staff(db, updated, full=True)
+
+
+@router.post("/requests/{code}/priority", response_model=RequestStaff, summary="Set priority")
+def set_priority(
+    code: str, body: PriorityInput, db: DbSession, actor: Worker, request: Request
+) -> RequestStaff:
+    updated = actions.set_priority(
+        db, actor=actor, code=code, priority=body.priority, effects=effects_for(request)
+    )
+    return request_staff(db, updated, full=True)
+
+
+@router.post(
+    "/requests/{code}/merge", response_model=RequestStaff, summary="Close as a duplicate"
+)
+def merge(
+    code: str, body: MergeInput, db: DbSession, actor: Worker, request: Request
+) -> RequestStaff:
+    updated = actions.merge_duplicate(
+        db, actor=actor, code=code, into_code=body.into, effects=effects_for(request)
+    )
+    return request_staff(db, updated, full=True)
+
+
+@router.post(
+    "/requests/{code}/replies",
+    response_model=RequestStaff,
+    status_code=201,
+    summary="Message the resident",
+)
+def reply(
+    code: str, body: ReplyInput, db: DbSession, actor: Worker, request: Request
+) -> RequestStaff:
+    actions.reply_to_resident(
+        db, actor=actor, code=code, body=body.body, effects=effects_for(request)
+    )
+    return request_staff(db, _workable(db, actor, code), full=True)
+
+
+@router.get(
+    "/request-templates", response_model=list[TemplatePublic], summary="Reply templates"
+)
+def list_templates(db: DbSession, actor: Worker) -> list[TemplatePublic]:
+    return [TemplatePublic.model_validate(t) for t in queries.response_templates(db)]
+
+
+@router.post(
+    "/request-templates",
+    response_model=TemplatePublic,
+    status_code=201,
+    summary="Add a reply template",
+)
+def create_template(body: TemplateCreate, db: DbSession, actor: Editor) -> TemplatePublic:
+    template = actions.create_response_template(
+        db, actor=actor, name=body.name, body=body.body, sub_status=body.sub_status
+    )
+    return TemplatePublic.model_validate(template)

@@ -1,0 +1,729 @@
+"""Pages for residents (report, track, message) and staff (work queue, one request).
+
+Server-rendered and usable without JavaScript; the tracking page adds a small script that
+follows the request's SSE channel and updates itself live. Residents need no account: what
+only they may see (messages, their own photos) opens with the private key from their email
+or from the cookie set when they submitted on this browser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from townhall.accounts import queries as account_queries
+from townhall.accounts.auth import PublicActor, check_csrf, requires
+from townhall.actor import Actor
+from townhall.db import unit_of_work, utcnow
+from townhall.deps import DbSession
+from townhall.errors import NotFoundError, TownhallError
+from townhall.service_requests import actions, queries
+from townhall.service_requests.api import (
+    effects_for,
+    queue_filter,
+    request_client_hash,
+    request_staff,
+)
+from townhall.service_requests.lifecycle import (
+    PRIORITIES,
+    SUB_STATUSES,
+    allowed_transitions,
+    sla_state,
+)
+from townhall.service_requests.models import ServiceRequest
+from townhall.web.pages import render
+
+router = APIRouter(include_in_schema=False)
+Worker = Annotated[Actor, Depends(requires("requests:work"))]
+KEY_COOKIE_PREFIX = "th_rk_"
+KEY_COOKIE_MAX_AGE = 180 * 86400
+DUPLICATE_RADIUS_M = 150.0
+QUEUE_PAGE_SIZE = 50
+# Form problems shown on the form itself rather than on an error page.
+_FORM_ERRORS = frozenset({404, 409, 413, 415, 422, 429})
+
+
+# Helpers ---------------------------------------------------------------------------------------
+
+
+def _key_cookie(code: str) -> str:
+    return KEY_COOKIE_PREFIX + code.replace("-", "_")
+
+
+def _resident_key(request: Request, code: str) -> str | None:
+    value = request.cookies.get(_key_cookie(code))
+    return value if value and len(value) <= 64 else None
+
+
+def _set_key_cookie(response: Response, request: Request, code: str, key: str) -> None:
+    response.set_cookie(
+        _key_cookie(code),
+        key,
+        max_age=KEY_COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.settings.base_url.startswith("https://"),
+        path=f"/requests/{code}",
+    )
+
+
+def _text(form: FormData, name: str, limit: int = 4000) -> str | None:
+    value = form.get(name)
+    if value is None or isinstance(value, UploadFile):
+        return None
+    return value.strip()[:limit] or None
+
+
+def _number(form: FormData, name: str) -> float | None:
+    value = _text(form, name, 40)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise actions._invalid([name], "is not a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise actions._invalid([name], "is not a number")
+    return number
+
+
+def _attributes(form: FormData) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        if key.startswith("attribute[") and isinstance(value, str):
+            code = key[len("attribute[") :].split("]", 1)[0]
+            if code:
+                found.setdefault(code, []).append(value)
+    return found
+
+
+def _form_values(form: FormData) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        key: value for key, value in form.multi_items() if isinstance(value, str)
+    }
+    values["attributes"] = _attributes(form)
+    return values
+
+
+def _sla(request: ServiceRequest, now: datetime) -> dict[str, Any]:
+    state = sla_state(
+        requested_at=request.requested_at,
+        expected_at=request.expected_at,
+        sla_paused_at=request.sla_paused_at,
+        closed_at=request.closed_at,
+        now=now,
+    )
+    if state.remaining is None:
+        label = "No target"
+    elif request.status == "closed":
+        label = "Closed late" if state.late else "Closed on time"
+    elif state.paused:
+        label = "Paused (waiting for resident)"
+    elif state.late:
+        label = f"Late by {_duration(-state.remaining.total_seconds())}"
+    else:
+        label = f"{_duration(state.remaining.total_seconds())} left"
+    return {"late": state.late and request.status == "open", "paused": state.paused,
+            "label": label, "risk": state.risk}  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    hours = seconds / 3600
+    if hours < 48:
+        return f"{max(hours, 0):.0f} h"
+    return f"{hours / 24:.0f} days"
+
+
+def _staff_users(session: Session) -> list[Any]:
+    users, _ = account_queries.list_users(session, limit=500)
+    return [u for u in users if u.is_active and u.role in ("staff", "manager", "admin")]
+
+
+# Residents: report -----------------------------------------------------------------------------
+
+
+@router.get("/requests", response_class=HTMLResponse)
+def requests_index(request: Request, db: DbSession, actor: PublicActor) -> HTMLResponse:
+    """Report a problem, track a request, and what was reported recently."""
+    services = queries.list_services(db)
+    recent, _ = queries.list_requests(db, queries.RequestFilter(), sort="newest", limit=15)
+    return render(
+        request,
+        "requests/index.html",
+        {
+            "services": services,
+            "recent": recent,
+            "labels": SUB_STATUSES,
+            "groups": sorted({s.group or "Other" for s in services}),
+        },
+        actor=actor,
+    )
+
+
+@router.get("/requests/track")
+def track(code: Annotated[str, Query(max_length=40)] = "") -> Response:
+    code = code.strip().upper()
+    if not actions.TRACKING_CODE.match(code):
+        return RedirectResponse("/requests?bad_code=1#track", status_code=303)
+    return RedirectResponse(f"/requests/{code}", status_code=303)
+
+
+@router.get("/requests/new", response_class=HTMLResponse)
+def new_request_form(
+    request: Request,
+    db: DbSession,
+    actor: PublicActor,
+    service: Annotated[str, Query(max_length=64)] = "",
+) -> HTMLResponse:
+    return _render_form(request, db, actor, {"service_code": service}, error=None)
+
+
+def _render_form(
+    request: Request,
+    db: Session,
+    actor: Actor,
+    values: dict[str, Any],
+    *,
+    error: TownhallError | None,
+    duplicates: list[tuple[ServiceRequest, float]] | None = None,
+) -> HTMLResponse:
+    services = queries.list_services(db)
+    chosen = next((s for s in services if s.code == values.get("service_code")), None)
+    status = 200
+    if error is not None:
+        status = 400 if error.status == 422 else error.status
+    return render(
+        request,
+        "requests/new.html",
+        {
+            "services": services,
+            "service": chosen,
+            "values": values,
+            "error": error,
+            "error_fields": {".".join(e.get("loc", [])) for e in error.errors} if error else set(),
+            "duplicates": duplicates or [],
+            "labels": SUB_STATUSES,
+        },
+        status_code=status,
+        actor=actor,
+    )
+
+
+@router.post("/requests/new", response_class=HTMLResponse)
+async def submit_request_form(request: Request, actor: PublicActor) -> Response:
+    await check_csrf(request, actor)
+    form = await request.form(max_files=1, max_fields=300)
+    photo = form.get("photo")
+    photo_bytes = await photo.read() if isinstance(photo, UploadFile) and photo.filename else None
+    photo_name = photo.filename if isinstance(photo, UploadFile) else None
+    return await run_in_threadpool(
+        _submit_form, request, actor, form, photo_name, photo_bytes
+    )
+
+
+def _submit_form(
+    request: Request,
+    actor: Actor,
+    form: FormData,
+    photo_name: str | None,
+    photo_bytes: bytes | None,
+) -> Response:
+    values = _form_values(form)
+    if _text(form, "website"):
+        # The honeypot: a field people never see and bots fill in. Answer as if it worked.
+        return RedirectResponse("/requests?received=1", status_code=303)
+    factory = request.app.state.session_factory
+    try:
+        submission = actions.Submission(
+            service_code=_text(form, "service_code", 64) or "",
+            description=_text(form, "description", 5000) or "",
+            lat=_number(form, "lat"),
+            long=_number(form, "long"),
+            address=_text(form, "address", 500),
+            resident_name=_text(form, "name", 200),
+            resident_email=_text(form, "email", 320),
+            resident_phone=_text(form, "phone", 40),
+            attributes=_attributes(form),
+            channel="web",
+            client_hash=request_client_hash(request),
+        )
+        if not submission.service_code:
+            raise actions._invalid(["service_code"], "choose what you are reporting")
+        with unit_of_work(factory) as db:
+            if not _text(form, "confirm_new") and submission.lat is not None and submission.long is not None:
+                service = queries.service_by_code(db, submission.service_code)
+                if service is not None:
+                    duplicates = queries.nearby_open_requests(
+                        db,
+                        service_id=service.id,
+                        lat=submission.lat,
+                        long=submission.long,
+                        radius_m=DUPLICATE_RADIUS_M,
+                    )
+                    if duplicates:
+                        return _render_form(
+                            request, db, actor, values, error=None, duplicates=duplicates
+                        )
+            submitted = actions.submit_request(
+                db, actor=actor, submission=submission, effects=effects_for(request)
+            )
+            code = submitted.request.tracking_code
+            if photo_bytes:
+                actions.add_attachment(
+                    db,
+                    actor=actor,
+                    code=code,
+                    filename=photo_name or "photo",
+                    data=photo_bytes,
+                    key=submitted.resident_key,
+                )
+    except TownhallError as error:
+        if error.status not in _FORM_ERRORS:
+            raise
+        with unit_of_work(factory) as db:
+            return _render_form(request, db, actor, values, error=error)
+    response = RedirectResponse(f"/requests/{code}?created=1", status_code=303)
+    _set_key_cookie(response, request, code, submitted.resident_key)
+    return response
+
+
+# Residents: track ------------------------------------------------------------------------------
+
+
+@dataclass
+class _TrackingView:
+    request: ServiceRequest
+    history: list[Any]
+    photos: list[Any]
+    resident: bool
+    messages: list[Any]
+    own_photos: list[Any]
+    duplicate_of: str | None
+
+
+def _tracking(db: Session, code: str, key: str | None) -> _TrackingView:
+    found = queries.request_by_code(db, code)
+    if found is None or found.hidden:
+        raise NotFoundError("request", code)
+    resident = actions.resident_can_access(found, key)
+    original = queries.request_by_id(db, found.duplicate_of_id) if found.duplicate_of_id else None
+    return _TrackingView(
+        request=found,
+        history=queries.history(db, found.id, public_only=True),
+        photos=queries.attachments(db, found.id, public_only=True),
+        resident=resident,
+        messages=queries.messages(db, found.id) if resident else [],
+        own_photos=queries.attachments(db, found.id, public_only=False) if resident else [],
+        duplicate_of=original.tracking_code if original else None,
+    )
+
+
+@router.get("/requests/{code}", response_class=HTMLResponse)
+def tracking_page(
+    code: str,
+    request: Request,
+    db: DbSession,
+    actor: PublicActor,
+    created: bool = False,
+    followed: bool = False,
+    sent: bool = False,
+) -> HTMLResponse:
+    """The public tracking page; the resident also sees their messages. Live via SSE."""
+    view = _tracking(db, code, _resident_key(request, code.upper()))
+    return render(
+        request,
+        "requests/track.html",
+        {
+            "view": view,
+            "r": view.request,
+            "labels": SUB_STATUSES,
+            "created": created,
+            "followed": followed,
+            "sent": sent,
+            "channel": f"request.{view.request.tracking_code.lower()}",
+            "can_work": actions.can_work(actor, view.request),
+        },
+        actor=actor,
+    )
+
+
+@router.get("/requests/{code}/private")
+def private_link(
+    code: str,
+    request: Request,
+    db: DbSession,
+    actor: PublicActor,
+    key: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    """The link in the resident's emails: keep the key in a cookie, drop it from the URL."""
+    found = queries.request_by_code(db, code)
+    if found is None or not actions.resident_can_access(found, key):
+        raise NotFoundError("request", code)
+    response = RedirectResponse(f"/requests/{found.tracking_code}", status_code=303)
+    _set_key_cookie(response, request, found.tracking_code, key)
+    return response
+
+
+@router.post("/requests/{code}/messages", response_class=HTMLResponse)
+async def resident_message(code: str, request: Request, actor: PublicActor) -> Response:
+    await check_csrf(request, actor)
+    form = await request.form(max_files=1, max_fields=20)
+    photo = form.get("photo")
+    photo_bytes = await photo.read() if isinstance(photo, UploadFile) and photo.filename else None
+    photo_name = photo.filename if isinstance(photo, UploadFile) else None
+    return await run_in_threadpool(
+        _resident_message, code, request, actor, form, photo_name, photo_bytes
+    )
+
+
+def _resident_message(
+    code: str,
+    request: Request,
+    actor: Actor,
+    form: FormData,
+    photo_name: str | None,
+    photo_bytes: bytes | None,
+) -> Response:
+    code = code.upper()
+    key = _resident_key(request, code)
+    body = _text(form, "body")
+    with unit_of_work(request.app.state.session_factory) as db:
+        if body:
+            actions.message_from_resident(
+                db, actor=actor, code=code, key=key or "", body=body, effects=effects_for(request)
+            )
+        if photo_bytes:
+            actions.add_attachment(
+                db, actor=actor, code=code, filename=photo_name or "photo", data=photo_bytes,
+                key=key,
+            )  # fmt: skip
+        if not body and not photo_bytes:
+            raise actions._invalid(["body"], "write a message or attach a photo")
+    return RedirectResponse(f"/requests/{code}?sent=1#messages", status_code=303)
+
+
+@router.post("/requests/{code}/follow", response_class=HTMLResponse)
+async def follow(code: str, request: Request, actor: PublicActor) -> Response:
+    await check_csrf(request, actor)
+    form = await request.form(max_files=0, max_fields=20)
+    email = _text(form, "email", 320) or ""
+    return await run_in_threadpool(_follow, code, request, actor, email)
+
+
+def _follow(code: str, request: Request, actor: Actor, email: str) -> Response:
+    with unit_of_work(request.app.state.session_factory) as db:
+        found = queries.request_by_code(db, code)
+        if found is None:
+            raise NotFoundError("request", code)
+        actions.follow_request(db, actor=actor, code=code, email=email, effects=effects_for(request))
+        return RedirectResponse(f"/requests/{found.tracking_code}?followed=1", status_code=303)
+
+
+@router.get("/requests/{code}/attachments/{attachment_id}")
+def attachment(
+    code: str, attachment_id: int, request: Request, db: DbSession, actor: PublicActor
+) -> Response:
+    """Public photos for everyone; the rest for staff and the resident only (404 otherwise,
+    so their existence is not given away)."""
+    found = queries.request_by_code(db, code)
+    item = queries.attachment_by_id(db, attachment_id)
+    if found is None or item is None or item.request_id != found.id:
+        raise NotFoundError("attachment", attachment_id)
+    allowed = (item.is_public and not found.hidden) or actions.can_work(actor, found) or (
+        actions.resident_can_access(found, _resident_key(request, found.tracking_code))
+    )
+    if not allowed:
+        raise NotFoundError("attachment", attachment_id)
+    disposition = "inline" if item.content_type.startswith("image/") else "attachment"
+    return Response(
+        item.data,
+        media_type=item.content_type,
+        headers={
+            "Content-Disposition": f'{disposition}; filename="{item.filename}"',
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+            "Cache-Control": "public, max-age=3600" if item.is_public else "private, no-store",
+        },
+    )
+
+
+# Staff: the queue ------------------------------------------------------------------------------
+
+
+@router.get("/staff/queue", response_class=HTMLResponse)
+def queue_page(
+    request: Request,
+    db: DbSession,
+    actor: Worker,
+    status: Annotated[str, Query(pattern="^(open|closed|any)$")] = "open",
+    sub_status: Annotated[str, Query(max_length=30)] = "",
+    service: Annotated[str, Query(max_length=64)] = "",
+    district: Annotated[str, Query(max_length=40)] = "",
+    priority: Annotated[str, Query(max_length=1)] = "",
+    assigned: Annotated[str, Query(pattern="^(any|me|none)$")] = "any",
+    late: bool = False,
+    q: Annotated[str, Query(max_length=200)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    done: Annotated[str, Query(max_length=200)] = "",
+) -> HTMLResponse:
+    """Open requests by priority, then by how close they are to their deadline."""
+    filters = queue_filter(
+        actor,
+        sub_status=[sub_status] if sub_status else None,
+        service_code=[service] if service else None,
+        district=[district] if district else None,
+        priority=[int(priority)] if priority.isdigit() else None,
+        assigned=assigned,
+        late=late,
+        status=status,
+        q=q,
+    )
+    rows, total = queries.list_requests(
+        db,
+        filters,
+        sort="queue",
+        limit=QUEUE_PAGE_SIZE,
+        offset=(page - 1) * QUEUE_PAGE_SIZE,
+        with_total=True,
+    )
+    now = utcnow()
+    params = {
+        "status": status, "sub_status": sub_status, "service": service, "district": district,
+        "priority": priority, "assigned": assigned, "late": "1" if late else "", "q": q,
+    }  # fmt: skip
+    query_string = urlencode({k: v for k, v in params.items() if v})
+    return render(
+        request,
+        "requests/queue.html",
+        {
+            "rows": [(r, _sla(r, now)) for r in rows],
+            "total": total or 0,
+            "page": page,
+            "pages": max(1, -(-(total or 0) // QUEUE_PAGE_SIZE)),
+            "params": params,
+            "query_string": query_string,
+            "services": queries.list_services(db, include_inactive=True),
+            "districts": queries.district_codes(db),
+            "labels": SUB_STATUSES,
+            "priorities": PRIORITIES,
+            "counts": queries.queue_counts(
+                db,
+                organization_ids=[]
+                if actor.can("system:admin")
+                else sorted(actor.organization_ids),
+            ),
+            "done": done,
+        },
+        actor=actor,
+    )
+
+
+@router.post("/staff/queue/bulk")
+async def queue_bulk(request: Request, actor: Worker) -> Response:
+    """One action on the ticked requests: assign to me, set a priority, or change status.
+    Each request goes through the same audited action as one by one; the first refusal
+    stops the batch and undoes it (one transaction)."""
+    form = await request.form(max_files=0, max_fields=600)
+    codes = [v for k, v in form.multi_items() if k == "code" and isinstance(v, str)][:500]
+    operation = _text(form, "operation", 60) or ""
+    back = _text(form, "back", 1000) or ""
+    return await run_in_threadpool(_bulk, request, actor, codes, operation, back)
+
+
+def _bulk(request: Request, actor: Actor, codes: list[str], operation: str, back: str) -> Response:
+    if not codes:
+        raise actions._invalid(["code"], "tick at least one request")
+    effects = effects_for(request)
+    with unit_of_work(request.app.state.session_factory) as db:
+        for code in codes:
+            if operation == "assign_me":
+                actions.assign(db, actor=actor, code=code, user_id=actor.user_id, effects=effects)
+            elif operation.startswith("priority:") and operation[9:].isdigit():
+                actions.set_priority(
+                    db, actor=actor, code=code, priority=int(operation[9:]), effects=effects
+                )
+            elif operation.startswith("status:") and operation[7:] in SUB_STATUSES:
+                actions.transition(db, actor=actor, code=code, to=operation[7:], effects=effects)
+            else:
+                raise actions._invalid(["operation"], "choose what to do")
+    separator = "&" if "?" in back else "?"
+    target = back if back.startswith("/staff/queue") else "/staff/queue"
+    return RedirectResponse(
+        f"{target}{separator}done={len(codes)}+updated", status_code=303
+    )
+
+
+# Staff: one request ----------------------------------------------------------------------------
+
+
+@router.get("/requests/{code}/manage", response_class=HTMLResponse)
+def manage_page(
+    code: str, request: Request, db: DbSession, actor: Worker, done: str = ""
+) -> HTMLResponse:
+    return _render_manage(request, db, actor, code, done=done, error=None)
+
+
+def _render_manage(
+    request: Request,
+    db: Session,
+    actor: Actor,
+    code: str,
+    *,
+    done: str,
+    error: TownhallError | None,
+) -> HTMLResponse:
+    found = queries.request_by_code(db, code)
+    if found is None or not actions.can_work(actor, found):
+        raise NotFoundError("request", code)
+    staff_view = request_staff(db, found, full=True)
+    return render(
+        request,
+        "requests/manage.html",
+        {
+            "r": found,
+            "s": staff_view,
+            "sla": _sla(found, utcnow()),
+            "labels": SUB_STATUSES,
+            "next_states": sorted(allowed_transitions(found.sub_status), key=list(SUB_STATUSES).index),
+            "priorities": PRIORITIES,
+            "templates": queries.response_templates(db),
+            "staff_users": _staff_users(db),
+            "attachments": queries.attachments(db, found.id, public_only=False),
+            "nearby": queries.nearby_open_requests(
+                db,
+                service_id=found.service_id,
+                lat=found.lat,
+                long=found.long,
+                radius_m=DUPLICATE_RADIUS_M,
+                exclude_id=found.id,
+            )
+            if found.lat is not None and found.long is not None
+            else [],
+            "done": done,
+            "error": error,
+        },
+        status_code=200 if error is None else (400 if error.status == 422 else error.status),
+        actor=actor,
+    )
+
+
+@router.post("/requests/{code}/manage", response_class=HTMLResponse)
+async def manage(code: str, request: Request, actor: Worker) -> Response:
+    form = await request.form(max_files=1, max_fields=50)
+    upload = form.get("file")
+    data = await upload.read() if isinstance(upload, UploadFile) and upload.filename else None
+    name = upload.filename if isinstance(upload, UploadFile) else None
+    return await run_in_threadpool(_manage, code, request, actor, form, name, data)
+
+
+def _manage(
+    code: str,
+    request: Request,
+    actor: Actor,
+    form: FormData,
+    file_name: str | None,
+    file_data: bytes | None,
+) -> Response:
+    code = code.upper()
+    operation = _text(form, "operation", 40) or ""
+    effects = effects_for(request)
+    factory = request.app.state.session_factory
+    try:
+        with unit_of_work(factory) as db:
+            done = _apply_operation(db, actor, code, operation, form, effects, file_name, file_data)
+    except TownhallError as error:
+        if error.status not in _FORM_ERRORS or error.code == "request_not_found":
+            raise
+        with unit_of_work(factory) as db:
+            return _render_manage(request, db, actor, code, done="", error=error)
+    return RedirectResponse(
+        f"/requests/{code}/manage?{urlencode({'done': done})}", status_code=303
+    )
+
+
+def _apply_operation(
+    db: Session,
+    actor: Actor,
+    code: str,
+    operation: str,
+    form: FormData,
+    effects: actions.Effects,
+    file_name: str | None,
+    file_data: bytes | None,
+) -> str:
+    public_note = _text(form, "public_note")
+    internal_note = _text(form, "internal_note")
+    if operation == "transition":
+        to = _text(form, "sub_status", 40) or ""
+        template = _text(form, "template_id", 12)
+        if template and template.isdigit() and not public_note:
+            found = queries.request_by_code(db, code)
+            if found is not None:
+                public_note = actions.apply_template(
+                    db, template_id=int(template), request=found, effects=effects
+                )
+        actions.transition(
+            db, actor=actor, code=code, to=to, public_note=public_note,
+            internal_note=internal_note, effects=effects,
+        )  # fmt: skip
+        return f"Status changed to {SUB_STATUSES.get(to, to).lower()}."
+    if operation == "note":
+        actions.add_note(
+            db, actor=actor, code=code, public_note=public_note, internal_note=internal_note,
+            effects=effects,
+        )  # fmt: skip
+        return "Note added."
+    if operation == "assign":
+        user = _text(form, "user_id", 12)
+        actions.assign(
+            db, actor=actor, code=code, user_id=int(user) if user and user.isdigit() else None,
+            internal_note=internal_note, effects=effects,
+        )  # fmt: skip
+        return "Assignment changed."
+    if operation == "priority":
+        value = _text(form, "priority", 2) or ""
+        if not value.isdigit():
+            raise actions._invalid(["priority"], "choose a priority")
+        actions.set_priority(db, actor=actor, code=code, priority=int(value), effects=effects)
+        return "Priority changed."
+    if operation == "reply":
+        actions.reply_to_resident(
+            db, actor=actor, code=code, body=_text(form, "body") or "", effects=effects
+        )
+        return "Message sent to the resident."
+    if operation == "merge":
+        actions.merge_duplicate(
+            db, actor=actor, code=code, into_code=_text(form, "into", 40) or "", effects=effects
+        )
+        return "Closed as a duplicate."
+    if operation in ("hide", "unhide"):
+        actions.set_hidden(
+            db, actor=actor, code=code, hidden=operation == "hide", reason=internal_note
+        )
+        return "Hidden from public lists." if operation == "hide" else "Shown publicly again."
+    if operation in ("publish_attachment", "unpublish_attachment"):
+        value = _text(form, "attachment_id", 12) or ""
+        if not value.isdigit():
+            raise actions._invalid(["attachment_id"], "missing")
+        actions.set_attachment_public(
+            db, actor=actor, attachment_id=int(value),
+            is_public=operation == "publish_attachment",
+        )  # fmt: skip
+        return "Attachment visibility changed."
+    if operation == "attach":
+        if not file_data:
+            raise actions._invalid(["file"], "choose a file")
+        actions.add_attachment(
+            db, actor=actor, code=code, filename=file_name or "file", data=file_data,
+            is_public=bool(_text(form, "public", 5)),
+        )  # fmt: skip
+        return "File attached."
+    raise actions._invalid(["operation"], "unknown operation")

@@ -106,7 +106,8 @@ def test_package_create_show_round_trip_maps_every_field(client, publisher):
     assert created["resources"][0]["datastore_active"] is False
     assert created["resources"][0]["package_id"] == created["id"]
     # CKAN's timestamp format: ISO, UTC, no offset.
-    assert "+" not in created["metadata_created"] and "T" in created["metadata_created"]
+    assert "+" not in created["metadata_created"]
+    assert "T" in created["metadata_created"]
 
     # Anyone may read it, by name or by id, by POST or by GET.
     by_name = ok(client, "package_show", id="street-trees")
@@ -175,7 +176,11 @@ def test_errors_carry_ckan_types(client, publisher, runtime):
     )
     outsider = make_account(runtime, "publisher", orgs=["transport"])
     fails(
-        client, "package_create", outsider, kind="Authorization Error", status=403,
+        client,
+        "package_create",
+        outsider,
+        kind="Authorization Error",
+        status=403,
         **tree_package(),
     )
     bad_token = client.post(f"{API}/package_list", headers={"Authorization": "th_nope"}, json={})
@@ -183,7 +188,11 @@ def test_errors_carry_ckan_types(client, publisher, runtime):
     # Validation errors name CKAN's fields.
     ok(client, "package_create", publisher, **tree_package())
     duplicate = fails(
-        client, "package_create", publisher, kind="Validation Error", status=409,
+        client,
+        "package_create",
+        publisher,
+        kind="Validation Error",
+        status=409,
         **tree_package(),
     )
     assert duplicate["name"] == ["That URL is already in use."]
@@ -199,7 +208,11 @@ def test_errors_carry_ckan_types(client, publisher, runtime):
         ({"license_id": None}, "license_id"),  # active needs a licence
     ]:
         error = fails(
-            client, "package_create", publisher, kind="Validation Error", status=409,
+            client,
+            "package_create",
+            publisher,
+            kind="Validation Error",
+            status=409,
             **tree_package(**{"name": "other-trees", **overrides}),
         )
         assert field in error, (overrides, error)
@@ -234,18 +247,31 @@ def _seed_search(client, publisher, runtime):
     transport = make_account(runtime, "publisher", orgs=["transport"])
     ok(client, "package_create", publisher, **tree_package())
     ok(
-        client, "package_create", publisher,
+        client,
+        "package_create",
+        publisher,
         **tree_package(
-            name="park-budget", title="Park budget", notes="Spending on parks and tree care.",
-            tags=[{"name": "budget"}], groups=[{"name": "econ"}], license_id="odc-odbl",
+            name="park-budget",
+            title="Park budget",
+            notes="Spending on parks and tree care.",
+            tags=[{"name": "budget"}],
+            groups=[{"name": "econ"}],
+            license_id="odc-odbl",
             resources=[{"name": "Budget", "url": "https://city.example/b.csv", "format": "csv"}],
         ),
     )
     ok(
-        client, "package_create", transport,
+        client,
+        "package_create",
+        transport,
         **tree_package(
-            name="bus-stops", title="Bus stops", notes="Every stop.", owner_org="transport",
-            tags=[{"name": "transport"}], groups=[{"name": "tran"}], license_id="CC0-1.0",
+            name="bus-stops",
+            title="Bus stops",
+            notes="Every stop.",
+            owner_org="transport",
+            tags=[{"name": "transport"}],
+            groups=[{"name": "tran"}],
+            license_id="CC0-1.0",
             resources=[],
         ),
     )
@@ -255,7 +281,8 @@ def test_package_search_q_fq_sort_facets_and_paging(client, publisher, runtime):
     _seed_search(client, publisher, runtime)
     everything = ok(client, "package_search")
     assert everything["count"] == 3
-    assert everything["facets"] == {} and everything["search_facets"] == {}
+    assert everything["facets"] == {}
+    assert everything["search_facets"] == {}
     assert everything["sort"] == "score desc, metadata_modified desc"
     # Words rank title matches first.
     tree = ok(client, "package_search", q="tree")
@@ -275,12 +302,14 @@ def test_package_search_q_fq_sort_facets_and_paging(client, publisher, runtime):
     by_name = ok(client, "package_search", sort="name asc")
     assert [p["name"] for p in by_name["results"]] == ["bus-stops", "park-budget", "street-trees"]
     by_title_desc = ok(client, "package_search", sort="title_string desc")
-    assert [p["title"] for p in by_title_desc["results"]][0] == "Street trees"
+    assert next(p["title"] for p in by_title_desc["results"]) == "Street trees"
     page = ok(client, "package_search", sort="name asc", rows=1, start=1)
-    assert page["count"] == 3 and [p["name"] for p in page["results"]] == ["park-budget"]
+    assert page["count"] == 3
+    assert [p["name"] for p in page["results"]] == ["park-budget"]
     # Facets in both of CKAN's shapes.
     faceted = ok(
-        client, "package_search",
+        client,
+        "package_search",
         **{"facet.field": ["organization", "tags", "groups", "res_format", "license_id"]},
     )
     assert faceted["facets"]["organization"] == {"parks": 2, "transport": 1}
@@ -310,7 +339,8 @@ def test_organizations_groups_tags_licences_status(client, publisher, runtime, a
     assert ok(client, "organization_list") == ["parks", "transport"]
     full = ok(client, "organization_list", all_fields=True, sort="package_count desc")
     assert [(o["name"], o["package_count"]) for o in full] == [("parks", 2), ("transport", 1)]
-    assert full[0]["title"] == "Parks Department" and full[0]["is_organization"] is True
+    assert full[0]["title"] == "Parks Department"
+    assert full[0]["is_organization"] is True
     shown = ok(client, "organization_show", id="parks", include_datasets=True)
     assert shown["package_count"] == 2
     assert sorted(p["name"] for p in shown["packages"]) == ["park-budget", "street-trees"]
@@ -318,29 +348,31 @@ def test_organizations_groups_tags_licences_status(client, publisher, runtime, a
     fails(client, "organization_show", kind="Not Found Error", status=404, id="nobody")
     # Updates are audited and need organizations:manage.
     fails(
-        client, "organization_update", publisher, kind="Authorization Error", status=403,
-        id="parks", title="Mine",
+        client,
+        "organization_update",
+        publisher,
+        kind="Authorization Error",
+        status=403,
+        id="parks",
+        title="Mine",
     )
     updated = ok(client, "organization_update", admin, id="parks", title="Parks and Recreation")
     assert updated["title"] == "Parks and Recreation"
     assert updated["description"] == ""  # update replaces; patch would keep it
     patched = ok(client, "organization_patch", admin, id="parks", description="Green spaces.")
-    assert patched["title"] == "Parks and Recreation" and patched["description"] == "Green spaces."
-    fails(
-        client, "organization_create", admin, kind="Validation Error", status=409, name="parks"
-    )
-    fails(
-        client, "organization_create", admin, kind="Validation Error", status=409, name="Bad Org"
-    )
-    audit = client.get(
-        "/api/v1/audit", headers=auth(admin), params={"object_type": "organization"}
-    )
+    assert patched["title"] == "Parks and Recreation"
+    assert patched["description"] == "Green spaces."
+    fails(client, "organization_create", admin, kind="Validation Error", status=409, name="parks")
+    fails(client, "organization_create", admin, kind="Validation Error", status=409, name="Bad Org")
+    audit = client.get("/api/v1/audit", headers=auth(admin), params={"object_type": "organization"})
     assert [e["action"] for e in audit.json()].count("organization.update") == 2
     # Groups are the EU data themes.
     groups = ok(client, "group_list")
-    assert "envi" in groups and "tran" in groups
+    assert "envi" in groups
+    assert "tran" in groups
     counts = {g["name"]: g["package_count"] for g in ok(client, "group_list", all_fields=True)}
-    assert counts["envi"] == 1 and counts["agri"] == 0
+    assert counts["envi"] == 1
+    assert counts["agri"] == 0
     assert ok(client, "group_show", id="econ")["package_count"] == 1
     # Tags of public datasets only.
     assert ok(client, "tag_list") == ["budget", "transport", "trees", "urban forest"]
@@ -348,32 +380,50 @@ def test_organizations_groups_tags_licences_status(client, publisher, runtime, a
     licences = {lic["id"]: lic for lic in ok(client, "license_list")}
     assert licences["CC-BY-4.0"]["od_conformance"] == "approved"
     status = ok(client, "status_show")
-    assert status["ckan_version"].startswith("2.") and "datastore" in status["extensions"]
+    assert status["ckan_version"].startswith("2.")
+    assert "datastore" in status["extensions"]
 
 
 def test_resource_actions(client, publisher):
     ok(client, "package_create", publisher, **tree_package())
     resource = ok(
-        client, "resource_create", publisher, package_id="street-trees", name="Tree list",
-        url="https://city.example/trees.json", format="json",
+        client,
+        "resource_create",
+        publisher,
+        package_id="street-trees",
+        name="Tree list",
+        url="https://city.example/trees.json",
+        format="json",
     )
-    assert resource["format"] == "JSON" and resource["mimetype"] == "application/json"
+    assert resource["format"] == "JSON"
+    assert resource["mimetype"] == "application/json"
     assert ok(client, "resource_show", id=resource["id"])["name"] == "Tree list"
     assert ok(client, "resource_view_list", id=resource["id"]) == []
     patched = ok(client, "resource_patch", publisher, id=resource["id"], name="Trees (JSON)")
-    assert patched["name"] == "Trees (JSON)" and patched["url"].endswith("trees.json")
+    assert patched["name"] == "Trees (JSON)"
+    assert patched["url"].endswith("trees.json")
     package = ok(client, "package_show", id="street-trees")
     assert [r["name"] for r in package["resources"]] == ["Tree map", "Trees (JSON)"]
     assert ok(client, "resource_delete", publisher, id=resource["id"]) is None
     fails(client, "resource_show", kind="Not Found Error", status=404, id=resource["id"])
     fails(client, "resource_show", kind="Not Found Error", status=404, id="9" * 40)
     fails(
-        client, "resource_create", publisher, kind="Validation Error", status=409,
-        package_id="street-trees", name="No url",
+        client,
+        "resource_create",
+        publisher,
+        kind="Validation Error",
+        status=409,
+        package_id="street-trees",
+        name="No url",
     )
     fails(
-        client, "resource_create", publisher, kind="Validation Error", status=409,
-        package_id="street-trees", url="file:///etc/passwd",
+        client,
+        "resource_create",
+        publisher,
+        kind="Validation Error",
+        status=409,
+        package_id="street-trees",
+        url="file:///etc/passwd",
     )
     # package_update reconciles the resource list: keep by id, add new, drop the rest.
     package = ok(client, "package_show", id="street-trees")
@@ -438,18 +488,39 @@ def test_package_search_has_birminghams_shape(client, publisher):
 def test_fuzzed_inputs_never_make_a_server_error(client, publisher):
     ok(client, "package_create", publisher, **tree_package())
     weird = [None, "", "x" * 5000, -1, 10**30, [], {}, ["a", {"b": 1}], True, 1.5]
-    for name in ["package_search", "package_show", "package_list", "organization_list",
-                 "tag_list", "resource_show", "group_show", "organization_show"]:
+    for name in [
+        "package_search",
+        "package_show",
+        "package_list",
+        "organization_list",
+        "tag_list",
+        "resource_show",
+        "group_show",
+        "organization_show",
+    ]:
         for value in weird:
-            for key in ["id", "q", "fq", "rows", "start", "sort", "limit", "offset",
-                        "facet.field", "all_fields", "include_datasets", "query"]:
+            for key in [
+                "id",
+                "q",
+                "fq",
+                "rows",
+                "start",
+                "sort",
+                "limit",
+                "offset",
+                "facet.field",
+                "all_fields",
+                "include_datasets",
+                "query",
+            ]:
                 response = client.post(f"{API}/{name}", json={key: value})
                 assert response.status_code < 500, (name, key, value, response.text)
                 assert "success" in response.json()
     for value in weird:
         for key in ["name", "tags", "groups", "extras", "resources", "private", "state"]:
             response = client.post(
-                f"{API}/package_patch", headers=raw(publisher),
+                f"{API}/package_patch",
+                headers=raw(publisher),
                 json={"id": "street-trees", key: value},
             )
             assert response.status_code < 500, (key, value, response.text)

@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import ckanapi
+import frictionless
 import pytest
+import requests
 import uvicorn
 
 from townhall.app import create_app
 
-from .conftest import make_account
+from .conftest import SHARED_DIR, make_account
 
 BIN = Path(sys.executable).parent
 
@@ -87,7 +89,8 @@ def test_python_client_reads_writes_and_gets_ckan_exceptions(live_url, accounts)
     assert anonymous.action.package_show(id="benches")["notes"] == "Every bench in every park."
 
     found = anonymous.action.package_search(q="bench", **{"facet.field": ["tags"]})
-    assert found["count"] == 1 and found["facets"]["tags"] == {"parks": 1}
+    assert found["count"] == 1
+    assert found["facets"]["tags"] == {"parks": 1}
     assert anonymous.action.organization_list() == ["parks", "transport"]
     assert "parks" in anonymous.action.tag_list()
     assert {lic["id"] for lic in anonymous.action.license_list()} >= {"CC-BY-4.0"}
@@ -114,7 +117,7 @@ def test_python_client_reads_writes_and_gets_ckan_exceptions(live_url, accounts)
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(  # noqa: S603 - our own virtualenv's ckanapi
+    return subprocess.run(
         [str(BIN / "ckanapi"), *args],
         capture_output=True,
         text=True,
@@ -154,3 +157,36 @@ def test_cli_action_search_and_dump(live_url, accounts):
     missing = _cli("action", "package_show", "id=nothing", "-r", live_url)
     assert missing.returncode != 0
     assert "NotFound" in missing.stderr or "Not found" in missing.stderr
+
+
+def test_python_client_uploads_and_queries_the_datastore(live_url, accounts, tmp_path):
+    """ckanapi's file upload (multipart), then datastore_search and SQL on the loaded table."""
+    _, publisher = accounts
+    ckan = ckanapi.RemoteCKAN(live_url, apikey=publisher.token)
+    ckan.action.package_create(**_package("service-requests"))
+    source = SHARED_DIR / "data" / "nyc311_service_requests_sample.csv"
+    with source.open("rb") as handle:
+        resource = ckan.action.resource_create(
+            package_id="service-requests", name="311 sample", format="CSV", upload=handle
+        )
+    assert resource["datastore_active"] is True
+    page = ckan.action.datastore_search(
+        resource_id=resource["id"], filters={"Borough": "BROOKLYN"}, limit=5
+    )
+    assert len(page["records"]) == 5
+    assert all(r["Borough"] == "BROOKLYN" for r in page["records"])
+    counted = ckan.action.datastore_search_sql(
+        sql=f'SELECT "Status", count(*) AS n FROM "{resource["id"]}" GROUP BY 1 ORDER BY n DESC'
+    )
+    assert counted["records"][0] == {"Status": "Closed", "n": 969}
+    # The resource URL downloads the table, and the data package describes it truly:
+    # frictionless reads the CSV over HTTP and checks every row against the Table Schema.
+    descriptor = requests.get(f"{live_url}/datasets/service-requests/datapackage.json", timeout=30)
+    assert descriptor.status_code == 200
+    report = frictionless.validate(descriptor.json())
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])[:10]
+    assert report.tasks[0].stats["rows"] == 1000
+    with pytest.raises(ckanapi.ValidationError):
+        ckan.action.resource_create(
+            package_id="service-requests", name="Empty", upload=(tmp_path / "e.csv").open("w+b")
+        )

@@ -50,8 +50,15 @@ def city(client, admin, runtime):
     }
     response = client.post("/api/v1/directory/offices", headers=auth(manager), json=office)
     assert response.status_code == 201, response.text
-    annex = {**office, "slug": "north-annex", "name": "North Annex", "latitude": 42.26,
-             "longitude": -72.62, "hours": HOURS[:2], "desks": 1}
+    annex = {
+        **office,
+        "slug": "north-annex",
+        "name": "North Annex",
+        "latitude": 42.26,
+        "longitude": -72.62,
+        "hours": HOURS[:2],
+        "desks": 1,
+    }
     response = client.post("/api/v1/directory/offices", headers=auth(manager), json=annex)
     assert response.status_code == 201, response.text
     service = {
@@ -82,7 +89,10 @@ def city(client, admin, runtime):
         "categories": ["Pets"],
         "locations": ["city-hall"],
     }
-    assert client.post("/api/v1/directory/services", headers=auth(manager), json=dog).status_code == 201
+    assert (
+        client.post("/api/v1/directory/services", headers=auth(manager), json=dog).status_code
+        == 201
+    )
     return {"manager": manager, "clerk": clerk, "admin": admin}
 
 
@@ -145,8 +155,16 @@ def test_edits_need_directory_edit_for_ones_own_organization(client, city, runti
     [
         ("offices", {"timezone": "Mars/Olympus"}, "timezone"),
         ("offices", {"holiday_country": "XX"}, "holiday_country"),
-        ("offices", {"hours": [{"day": "MO", "opens": "09:00", "closes": "12:00"},
-                               {"day": "MO", "opens": "11:00", "closes": "14:00"}]}, "hours"),
+        (
+            "offices",
+            {
+                "hours": [
+                    {"day": "MO", "opens": "09:00", "closes": "12:00"},
+                    {"day": "MO", "opens": "11:00", "closes": "14:00"},
+                ]
+            },
+            "hours",
+        ),
         ("offices", {"hours": [{"day": "MO", "opens": "09:00", "closes": "09:00"}]}, "hours"),
         ("offices", {"hours": [{"day": "XX", "opens": "09:00", "closes": "10:00"}]}, "day"),
         ("offices", {"latitude": 91, "longitude": 0}, "latitude"),
@@ -162,7 +180,9 @@ def test_bad_directory_input_is_refused_with_a_clear_error(client, city, path, b
         if path == "offices"
         else {"slug": "new-service", "name": "New", "organization": "city-hall"}
     )
-    response = client.post(f"/api/v1/directory/{path}", headers=auth(city["manager"]), json={**base, **body})
+    response = client.post(
+        f"/api/v1/directory/{path}", headers=auth(city["manager"]), json={**base, **body}
+    )
     assert response.status_code in (404, 422), response.text
     error = response.json()
     if field is None:
@@ -240,7 +260,11 @@ def test_unexpected_closure_needs_a_message_and_ends_on_return(client, city):
     closed = client.put(
         url,
         headers=manager,
-        json={"condition": "unexpectedly_closed", "message": "Power cut", "expected_return_at": back},
+        json={
+            "condition": "unexpectedly_closed",
+            "message": "Power cut",
+            "expected_return_at": back,
+        },
     )
     assert closed.status_code == 200, closed.text
     live = client.get("/api/v1/directory/offices/city-hall/live").json()
@@ -277,7 +301,9 @@ def test_service_incident_shows_on_offices_until_resolved(client, city):
     )
     assert resolved.status_code == 200
     assert client.get("/api/v1/directory/offices/city-hall/live").json()["incidents"] == []
-    again = client.post(f"/api/v1/directory/incidents/{opened.json()['id']}/resolve", headers=manager)
+    again = client.post(
+        f"/api/v1/directory/incidents/{opened.json()['id']}/resolve", headers=manager
+    )
     assert again.status_code == 404
 
 
@@ -313,9 +339,7 @@ def test_offices_for_a_service_put_open_and_near_first(client, city):
     ).json()
     assert [o["office"] for o in wednesday] == ["city-hall", "north-annex"]
     assert wednesday[1]["status"]["state"] == "closed"
-    half = client.get(
-        "/api/v1/directory/services/birth-certificate/offices", params={"lat": 42.0}
-    )
+    half = client.get("/api/v1/directory/services/birth-certificate/offices", params={"lat": 42.0})
     assert half.status_code == 422
 
 
@@ -323,7 +347,9 @@ def test_offices_for_a_service_put_open_and_near_first(client, city):
 
 
 def visit(client, account, **body):
-    return client.post("/api/v1/directory/offices/city-hall/visits", headers=auth(account), json=body)
+    return client.post(
+        "/api/v1/directory/offices/city-hall/visits", headers=auth(account), json=body
+    )
 
 
 def test_queue_events_give_waiting_wait_and_served_today(client, city, runtime):
@@ -331,8 +357,13 @@ def test_queue_events_give_waiting_wait_and_served_today(client, city, runtime):
     now = utcnow()
     for n in range(4):
         response = visit(
-            client, clerk, event_id=f"e-issue-{n}", type="issued", ticket=f"B{n:03d}",
-            service="BIRTH_CERT", occurred_at=(now - timedelta(minutes=30 - n)).isoformat(),
+            client,
+            clerk,
+            event_id=f"e-issue-{n}",
+            type="issued",
+            ticket=f"B{n:03d}",
+            service="BIRTH_CERT",
+            occurred_at=(now - timedelta(minutes=30 - n)).isoformat(),
         )
         assert response.status_code == 200, response.text
     queue = response.json()["queue"]
@@ -340,11 +371,24 @@ def test_queue_events_give_waiting_wait_and_served_today(client, city, runtime):
     assert birth["waiting"] == 4
     # No visits yet: the typical 10 minutes, two desks -> 4 * 10 / 2.
     assert birth["estimated_wait_minutes"] == 20
-    called = visit(client, clerk, event_id="e-call-0", type="called", ticket="B000", desk="1",
-                   occurred_at=(now - timedelta(minutes=20)).isoformat())
+    called = visit(
+        client,
+        clerk,
+        event_id="e-call-0",
+        type="called",
+        ticket="B000",
+        desk="1",
+        occurred_at=(now - timedelta(minutes=20)).isoformat(),
+    )
     assert called.json()["ticket"]["state"] == "called"
-    served = visit(client, clerk, event_id="e-serve-0", type="served", ticket="B000",
-                   occurred_at=(now - timedelta(minutes=16)).isoformat())
+    served = visit(
+        client,
+        clerk,
+        event_id="e-serve-0",
+        type="served",
+        ticket="B000",
+        occurred_at=(now - timedelta(minutes=16)).isoformat(),
+    )
     birth = next(q for q in served.json()["queue"] if q["service"] == "birth-certificate")
     assert birth["waiting"] == 3
     assert birth["served_today"] == 1
@@ -358,7 +402,12 @@ def test_queue_events_give_waiting_wait_and_served_today(client, city, runtime):
 
 def test_queue_events_are_idempotent_and_conflicts_refused(client, city, runtime):
     clerk = city["clerk"]
-    body = {"event_id": "kiosk-1-0001", "type": "issued", "ticket": "A001", "service": "dog-license"}
+    body = {
+        "event_id": "kiosk-1-0001",
+        "type": "issued",
+        "ticket": "A001",
+        "service": "dog-license",
+    }
     first = visit(client, clerk, **body)
     assert first.json()["duplicate"] is False
     at = first.json()["ticket"]["issued_at"]
@@ -378,12 +427,31 @@ def test_queue_events_out_of_order_end_in_the_same_state(client, city, runtime):
     clerk = city["clerk"]
     base = utcnow() - timedelta(minutes=30)
     events = [
-        {"event_id": "o-3", "type": "served", "ticket": "C001", "occurred_at": base + timedelta(minutes=9)},
-        {"event_id": "o-2", "type": "called", "ticket": "C001", "desk": "2", "occurred_at": base + timedelta(minutes=5)},
-        {"event_id": "o-1", "type": "issued", "ticket": "C001", "service": "birth-certificate", "occurred_at": base},
+        {
+            "event_id": "o-3",
+            "type": "served",
+            "ticket": "C001",
+            "occurred_at": base + timedelta(minutes=9),
+        },
+        {
+            "event_id": "o-2",
+            "type": "called",
+            "ticket": "C001",
+            "desk": "2",
+            "occurred_at": base + timedelta(minutes=5),
+        },
+        {
+            "event_id": "o-1",
+            "type": "issued",
+            "ticket": "C001",
+            "service": "birth-certificate",
+            "occurred_at": base,
+        },
     ]
     for event in events:
-        response = visit(client, clerk, **{**event, "occurred_at": event["occurred_at"].isoformat()})
+        response = visit(
+            client, clerk, **{**event, "occurred_at": event["occurred_at"].isoformat()}
+        )
         assert response.status_code == 200, response.text
     ticket = response.json()["ticket"]
     assert ticket["state"] == "served"
@@ -397,20 +465,48 @@ def test_queue_events_out_of_order_end_in_the_same_state(client, city, runtime):
 def test_transfer_moves_the_ticket_to_the_other_queue(client, city):
     clerk = city["clerk"]
     start = utcnow() - timedelta(minutes=10)
-    visit(client, clerk, event_id="t-1", type="issued", ticket="D001", service="birth-certificate",
-          occurred_at=start.isoformat())
-    visit(client, clerk, event_id="t-2", type="called", ticket="D001", desk="1",
-          occurred_at=(start + timedelta(minutes=1)).isoformat())
-    moved = visit(client, clerk, event_id="t-3", type="transferred", ticket="D001",
-                  service="birth-certificate", to_service="dog-license",
-                  occurred_at=(start + timedelta(minutes=2)).isoformat())
+    visit(
+        client,
+        clerk,
+        event_id="t-1",
+        type="issued",
+        ticket="D001",
+        service="birth-certificate",
+        occurred_at=start.isoformat(),
+    )
+    visit(
+        client,
+        clerk,
+        event_id="t-2",
+        type="called",
+        ticket="D001",
+        desk="1",
+        occurred_at=(start + timedelta(minutes=1)).isoformat(),
+    )
+    moved = visit(
+        client,
+        clerk,
+        event_id="t-3",
+        type="transferred",
+        ticket="D001",
+        service="birth-certificate",
+        to_service="dog-license",
+        occurred_at=(start + timedelta(minutes=2)).isoformat(),
+    )
     assert moved.status_code == 200, moved.text
     assert moved.json()["ticket"]["state"] == "waiting"
     assert moved.json()["ticket"]["service"] == "dog-license"
     queues = {q["service"]: q["waiting"] for q in moved.json()["queue"]}
     assert queues == {"birth-certificate": 0, "dog-license": 1}
-    same = visit(client, clerk, event_id="t-4", type="transferred", ticket="D001",
-                 service="dog-license", to_service="dog-license")
+    same = visit(
+        client,
+        clerk,
+        event_id="t-4",
+        type="transferred",
+        ticket="D001",
+        service="dog-license",
+        to_service="dog-license",
+    )
     assert same.status_code == 422
 
 
@@ -420,12 +516,33 @@ def test_transfer_moves_the_ticket_to_the_other_queue(client, city):
         ({"type": "issued", "ticket": "Z1", "service": "no-such-service"}, 404),
         ({"type": "issued", "ticket": "Z1"}, 422),
         ({"type": "transferred", "ticket": "Z1"}, 422),
-        ({"type": "issued", "ticket": "Z1", "service": "dog-license",
-          "occurred_at": "2099-01-01T00:00:00Z"}, 422),
-        ({"type": "issued", "ticket": "Z1", "service": "dog-license",
-          "occurred_at": "2020-01-01T00:00:00Z"}, 422),
-        ({"type": "issued", "ticket": "Z1", "service": "dog-license",
-          "occurred_at": "2026-05-01T10:00:00"}, 422),
+        (
+            {
+                "type": "issued",
+                "ticket": "Z1",
+                "service": "dog-license",
+                "occurred_at": "2099-01-01T00:00:00Z",
+            },
+            422,
+        ),
+        (
+            {
+                "type": "issued",
+                "ticket": "Z1",
+                "service": "dog-license",
+                "occurred_at": "2020-01-01T00:00:00Z",
+            },
+            422,
+        ),
+        (
+            {
+                "type": "issued",
+                "ticket": "Z1",
+                "service": "dog-license",
+                "occurred_at": "2026-05-01T10:00:00",
+            },
+            422,
+        ),
         ({"type": "eaten", "ticket": "Z1"}, 422),
         ({"type": "issued", "ticket": "Z 1; DROP", "service": "dog-license"}, 422),
     ],

@@ -14,7 +14,9 @@ NY = ZoneInfo("America/New_York")
 
 
 def weekdays(opens: str, closes: str, days=range(5)) -> tuple[WeeklyHours, ...]:
-    return tuple(WeeklyHours(d, time.fromisoformat(opens), time.fromisoformat(closes)) for d in days)
+    return tuple(
+        WeeklyHours(d, time.fromisoformat(opens), time.fromisoformat(closes)) for d in days
+    )
 
 
 def local(*args: int, tz=NY) -> datetime:
@@ -41,9 +43,7 @@ def test_closing_time_is_exclusive_and_opening_inclusive():
 
 
 def test_lunch_break_is_two_intervals():
-    cal = Calendar(
-        "America/New_York", weekdays("08:00", "12:00") + weekdays("13:00", "16:00")
-    )
+    cal = Calendar("America/New_York", weekdays("08:00", "12:00") + weekdays("13:00", "16:00"))
     lunch = hours.open_state(cal, local(2026, 5, 5, 12, 30))
     assert not lunch.is_open
     assert lunch.next_opens_at == local(2026, 5, 5, 13, 0)
@@ -62,9 +62,7 @@ def test_interval_crossing_midnight_is_open_after_midnight():
 
 
 def test_adjacent_intervals_across_midnight_merge():
-    cal = Calendar(
-        "UTC", (WeeklyHours(0, time(20), time(0)), WeeklyHours(1, time(0), time(4)))
-    )
+    cal = Calendar("UTC", (WeeklyHours(0, time(20), time(0)), WeeklyHours(1, time(0), time(4))))
     state = hours.open_state(cal, datetime(2026, 5, 4, 23, 0, tzinfo=UTC))
     assert state.closes_at == datetime(2026, 5, 5, 4, 0, tzinfo=UTC)
 
@@ -97,7 +95,10 @@ def test_autumn_fall_back_interval_is_an_hour_longer():
 
 def test_public_holiday_closes_and_names_itself():
     cal = Calendar(
-        "America/New_York", weekdays("08:30", "16:30"), holiday_country="US", holiday_subdivision="MA"
+        "America/New_York",
+        weekdays("08:30", "16:30"),
+        holiday_country="US",
+        holiday_subdivision="MA",
     )
     memorial_day = local(2026, 5, 25, 10, 0)
     state = hours.open_state(cal, memorial_day)
@@ -167,7 +168,9 @@ DOCS = [
     search.Document(
         "bulky", {"name": "Bulky item pickup", "keywords": "bulky furniture mattress couch"}
     ),
-    search.Document("birth", {"name": "Birth certificate copy", "keywords": "vital records passport"}),
+    search.Document(
+        "birth", {"name": "Birth certificate copy", "keywords": "vital records passport"}
+    ),
     search.Document("pothole", {"name": "Pothole repair", "keywords": "hole in road crater"}),
 ]
 
@@ -184,7 +187,7 @@ def test_search_ranks_names_first_and_uses_keywords_as_synonyms():
 
 
 def test_search_forgives_typos_and_completes_prefixes():
-    assert keys("pasport") [0] == "passport"
+    assert keys("pasport")[0] == "passport"
     assert keys("matress")[0] == "bulky"
     assert keys("certif")[0] == "birth"
     assert keys("") == []

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
@@ -29,7 +28,9 @@ def _registry() -> Registry:
         if path.name == "openapi.json":
             continue
         contents = json.loads(path.read_text())
-        resources.append((path.name, Resource.from_contents(contents, default_specification=DRAFT202012)))
+        resources.append(
+            (path.name, Resource.from_contents(contents, default_specification=DRAFT202012))
+        )
     return Registry().with_resources(resources)
 
 
@@ -102,7 +103,9 @@ def test_hsds_root_and_lists_validate(demo, client):
     assert sal["total_items"] == sum(len(s.available_at) for s in CITY.services)
     assert_page(sal, "compiled/service_at_location_list.json")
     assert_page(client.get("/hsds/taxonomies").json(), "taxonomy.json")
-    assert_page(client.get("/hsds/taxonomy_terms", params={"per_page": 200}).json(), "taxonomy_term.json")
+    assert_page(
+        client.get("/hsds/taxonomy_terms", params={"per_page": 200}).json(), "taxonomy_term.json"
+    )
 
 
 def test_every_fully_nested_object_validates(demo, client):
@@ -120,7 +123,10 @@ def test_every_fully_nested_object_validates(demo, client):
     for org in client.get("/hsds/organizations").json()["contents"]:
         assert_valid(client.get(f"/hsds/organizations/{org['id']}").json(), "organization.json")
     for link in client.get("/hsds/service_at_locations", params={"per_page": 5}).json()["contents"]:
-        assert_valid(client.get(f"/hsds/service_at_locations/{link['id']}").json(), "service_at_location.json")
+        assert_valid(
+            client.get(f"/hsds/service_at_locations/{link['id']}").json(),
+            "service_at_location.json",
+        )
     for term in client.get("/hsds/taxonomy_terms").json()["contents"][:5]:
         assert_valid(client.get(f"/hsds/taxonomy_terms/{term['id']}").json(), "taxonomy_term.json")
     full_list = client.get("/hsds/services", params={"full": "true", "per_page": 3}).json()
@@ -133,8 +139,12 @@ def test_hsds_filters(demo, client):
     pets = client.get("/hsds/services", params={"taxonomy_term_id": terms[0]["id"]}).json()
     assert [s["name"] for s in pets["contents"]] == ["Dog license"]
     orgs = {o["name"]: o["id"] for o in client.get("/hsds/organizations").json()["contents"]}
-    permits = client.get("/hsds/services", params={"organization_id": orgs["Permit & Licensing Center"]}).json()
-    assert permits["total_items"] == sum(1 for s in CITY.services if s.office_slug == "permit-center")
+    permits = client.get(
+        "/hsds/services", params={"organization_id": orgs["Permit & Licensing Center"]}
+    ).json()
+    assert permits["total_items"] == sum(
+        1 for s in CITY.services if s.office_slug == "permit-center"
+    )
     future = client.get("/hsds/services", params={"modified_after": "2999-01-01"}).json()
     assert future["total_items"] == 0
     assert future["empty"] is True
@@ -210,7 +220,10 @@ def test_full_service_example_round_trips(client, admin):
     assert link["id"] == example["service_at_locations"][0]["id"]
     assert link["location"]["addresses"][0]["address_1"] == "1-30 Main Street"
     assert served["schedules"][0]["byday"] == "TH,FR"
-    assert served["attributes"][0]["taxonomy_term"]["id"] == example["attributes"][0]["taxonomy_term"]["id"]
+    assert (
+        served["attributes"][0]["taxonomy_term"]["id"]
+        == example["attributes"][0]["taxonomy_term"]["id"]
+    )
     # Resident search finds what was imported.
     found = client.get("/api/v1/directory/services", params={"q": "counseling"}).json()
     assert found["items"][0]["id"] == example["id"]
@@ -252,3 +265,26 @@ def test_import_needs_rights_to_create_organizations(client, runtime):
     response = client.post("/api/v1/directory/import/hsds", headers=auth(manager), json=payload)
     assert response.status_code == 403
     assert client.get("/hsds/services").json()["total_items"] == 0
+
+
+# CPSV-AP ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("format", "rdf_format"), [("turtle", "turtle"), ("jsonld", "json-ld")])
+def test_cpsv_ap_export_parses_and_describes_every_service(demo, client, format, rdf_format):
+    from rdflib import Graph, Namespace
+    from rdflib.namespace import RDF
+
+    response = client.get("/api/v1/directory/cpsv", params={"format": format})
+    assert response.status_code == 200
+    graph = Graph().parse(data=response.text, format=rdf_format)
+    cpsv = Namespace("http://purl.org/vocab/cpsv#")
+    cv = Namespace("http://data.europa.eu/m8g/")
+    services = set(graph.subjects(RDF.type, cpsv.PublicService))
+    assert len(services) == len(CITY.services)
+    birth = next(s for s in services if str(s).endswith("/services/birth-cert"))
+    assert graph.value(birth, cv.hasCompetentAuthority) is not None
+    assert len(list(graph.objects(birth, cpsv.hasInput))) == 2
+    assert len(list(graph.objects(birth, cv.isGroupedBy))) == 2
+    assert str(graph.value(birth, cv.processingTime)) == "P1D"
+    assert client.get("/api/v1/directory/cpsv", params={"format": "rdfxml"}).status_code == 422

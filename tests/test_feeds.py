@@ -56,10 +56,10 @@ def shacl_results(data: Graph, *, recommended: bool = False) -> dict[str, list[s
     found: dict[str, list[str]] = {}
     for result in report.subjects(rdfns.RDF.type, rdfns.SH.ValidationResult):
         severity = str(report.value(result, rdfns.SH.resultSeverity)).rsplit("#", 1)[-1]
-        found.setdefault(severity, []).append(
-            f"{report.value(result, rdfns.SH.focusNode)} {report.value(result, rdfns.SH.resultPath)}: "
-            f"{report.value(result, rdfns.SH.resultMessage)}"
-        )
+        focus = report.value(result, rdfns.SH.focusNode)
+        path = report.value(result, rdfns.SH.resultPath)
+        message = report.value(result, rdfns.SH.resultMessage)
+        found.setdefault(severity, []).append(f"{focus} {path}: {message}")
     return found
 
 
@@ -269,7 +269,8 @@ def test_data_json_is_valid_dcat_us(client, catalog):
         "fn": "Transport Office",
         "hasEmail": "mailto:opendata@city.example",
     }
-    assert stops["keyword"] == ["Transport Office"] and stops["bureauCode"] == ["000:00"]
+    assert stops["keyword"] == ["Transport Office"]
+    assert stops["bureauCode"] == ["000:00"]
     assert trees["describedBy"].endswith("/datasets/street-trees/datapackage.json")
     formats = sorted(d["format"] for d in trees["distribution"])
     assert formats == ["CSV", "PDF"]
@@ -327,19 +328,28 @@ def test_schemaorg_dataset_for_pages(catalog, runtime):
         "url": f"{BASE}/organizations/parks",
     }
     assert document["temporalCoverage"] == "2020-01-01/2024-12-31"
-    assert "trees" in document["keywords"] and "Environment" in document["keywords"]
+    assert "trees" in document["keywords"]
+    assert "Environment" in document["keywords"]
     assert document["variableMeasured"][:2] == ["tree_id", "species"]
     downloads = {d["encodingFormat"] for d in document["distribution"]}
     assert downloads == {"text/csv", "PDF"}
     assert document["includedInDataCatalog"]["name"] == "Springfield"
     # Safe to embed: the description's markup cannot close the script element.
     assert script.startswith('<script type="application/ld+json">')
-    assert "<b>" not in script and script.count("</script>") == 1
+    assert "<b>" not in script
+    assert script.count("</script>") == 1
     body = script.removeprefix('<script type="application/ld+json">').removesuffix("</script>")
     assert json.loads(body)["description"].endswith("<b>height</b>.")
     # Also valid JSON-LD that rdflib reads as a schema:Dataset.
-    graph = Graph().parse(data=json.dumps({**document, "@context": {"@vocab": "https://schema.org/"}}), format="json-ld")
-    assert (URIRef(f"{BASE}/datasets/street-trees"), rdfns.RDF.type, URIRef("https://schema.org/Dataset")) in graph
+    graph = Graph().parse(
+        data=json.dumps({**document, "@context": {"@vocab": "https://schema.org/"}}),
+        format="json-ld",
+    )
+    assert (
+        URIRef(f"{BASE}/datasets/street-trees"),
+        rdfns.RDF.type,
+        URIRef("https://schema.org/Dataset"),
+    ) in graph
 
 
 def test_feed_routes_are_public_and_never_leak(client, catalog, runtime):

@@ -361,7 +361,7 @@ def test_get_requests_filters(client, city) -> None:
     assert codes("page_size=2") == [graffiti, pothole]
     assert codes("page_size=2&page=2") == [far, closed]
     assert codes(f"updated_after={(now - timedelta(minutes=5)).isoformat().replace('+', '%2B')}") == [closed]
-    assert codes("jurisdiction_id=testserver") == [graffiti, pothole, far, closed]
+    assert codes("jurisdiction_id=127.0.0.1") == [graffiti, pothole, far, closed]
 
 
 @pytest.mark.parametrize(
@@ -407,7 +407,7 @@ def test_extensions_give_the_public_notes_history(client, city) -> None:
     xml = client.get(f"{BASE}/requests/{code}.xml?extensions=true")
     root = ET.fromstring(xml.content)
     assert [n.findtext("description") for n in root.iter("note")] == [
-        None,
+        "",
         "Crew scheduled.",
         "Done.",
     ]

@@ -159,7 +159,11 @@ def _validation_errors(exc: RequestValidationError) -> tuple[str, str, list[dict
     errors = []
     for item in exc.errors():
         if item.get("type") == "json_invalid":
-            return "malformed_json", "The body is not valid JSON: " + str(item.get("msg")), []
+            # FastAPI puts the decoder's reason in ctx and the character offset in loc[1].
+            reason = (item.get("ctx") or {}).get("error") or item.get("msg")
+            where = item.get("loc", ())[1:2]
+            at = f" at character {where[0]}" if where else ""
+            return "malformed_json", f"The body is not valid JSON: {reason}{at}.", []
         errors.append(
             {
                 "loc": [str(part) for part in item.get("loc", ())],
@@ -189,6 +193,9 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail) if exc.detail else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and message == "Not Found":
             message = f"Nothing at {request.url.path}."
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers a JSON body that is not UTF-8 with a generic 400; it is malformed.
+            code, message = "malformed_json", "The body is not valid JSON: it is not UTF-8."
         return _render_or_json(request, exc.status_code, code, message, None, exc.headers)
 
     @app.exception_handler(Exception)

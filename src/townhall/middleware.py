@@ -78,31 +78,40 @@ class BodySizeLimitMiddleware:
 
         received = 0
         response_started = False
+        cut_off = False  # the body went over the limit; the app is told the client left
+        answered = False  # ... and the client got its 413 from here
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, response_started, cut_off, answered
+            if cut_off:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge
+                    # Answer here rather than raise: the app may catch whatever receive() raises
+                    # (FastAPI turns it into 400 "There was an error parsing the body").
+                    cut_off = True
+                    if not response_started:
+                        response_started = answered = True
+                        await _send_413(send, limit)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal response_started
+            if answered:
+                return  # the app's own answer to a refused request is dropped
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not response_started:
-                await _send_413(send, limit)
-
-
-class _BodyTooLarge(Exception):
-    pass
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            # The app failed on the body it was cut off from; the client has been answered.
+            if not cut_off:
+                raise
 
 
 async def _send_413(send: Send, limit: int) -> None:

@@ -24,8 +24,16 @@ through its queries, with the caller's permissions. Mapping (CKAN → Townhall):
 | `url` | `landing_page` |
 | `private` | `visibility` (`private: true` keeps an existing `restricted`) |
 | `state` | `active` = published, `draft`, `deleted` |
-| `extras` | `frequency`, `temporal_start`, `temporal_end`, `spatial`, `language`, `conforms_to`, `visibility` |
+| `extras` | frequency, temporal_start, temporal_end, spatial, language, conforms_to, visibility |
 | `metadata_created`, `metadata_modified` | `created_at`, `updated_at` (naive UTC, CKAN's format) |
+
+The DataStore actions name a table by its resource id. `resource_create`/`resource_update`
+with an `upload` file, `datastore_create`, `datastore_upsert` (method `insert`) and
+`datastore_delete` each publish a new version of the whole table through the datastore's
+ingest, before the call returns (xloader's job, done in line: `datastore_search` works as soon
+as the answer arrives, and a bad file is a "Validation Error" naming rows and columns while the
+previous version stays). `datastore_search` and `datastore_search_sql` go through the
+datastore's query layer: bound filters, the SQL guard, the time limit and the row cap.
 
 Known differences from CKAN, each deliberate: `package_update` keeps the resources when the
 `resources` key is absent (CKAN ≥ 2.10 does the same) and cannot clear a single-valued field
@@ -64,7 +72,7 @@ from townhall.audit.actions import record
 from townhall.catalog import actions, queries
 from townhall.catalog.models import Dataset, Resource
 from townhall.catalog.schemas import DatasetCreate, DatasetUpdate
-from townhall.catalog.vocabularies import FREQUENCIES, FREQUENCY_BASE, LICENSES, THEMES
+from townhall.catalog.vocabularies import FREQUENCIES, LICENSES, THEMES
 from townhall.config import Settings
 from townhall.deps import DbSession
 from townhall.errors import NotFoundError, PermissionDenied, TownhallError
@@ -159,6 +167,9 @@ _AUTH_CODES = frozenset(
 )
 
 
+_QUERY_ERRORS = frozenset({"invalid_sql", "query_timeout"})
+
+
 def _error_type(status: int, code: str) -> tuple[str, int]:
     """CKAN's `__type` and HTTP status for one of our errors."""
     if code in _AUTH_CODES:
@@ -167,6 +178,8 @@ def _error_type(status: int, code: str) -> tuple[str, int]:
         return "Not Found Error", 404
     if code == "invalid_search_query":
         return "Search Query Error", 400
+    if code == "sql_not_allowed":
+        return "Authorization Error", 403
     if code in ("unknown_action", "malformed_json", "method_not_allowed"):
         return "Bad Request", 400
     if status == 429:
@@ -184,8 +197,12 @@ def ckan_error_shape(
     kind, http_status = _error_type(status, code)
     error: dict[str, Any] = {"__type": kind}
     if kind == "Validation Error":
+        if not errors and code in _QUERY_ERRORS:
+            errors = [{"loc": ["query"], "message": message}]  # CKAN's key for SQL errors
         for item in errors:
-            loc = [str(p) for p in item.get("loc", []) if p not in ("body", "query", "path")]
+            loc = [str(p) for p in item.get("loc", [])]
+            if len(loc) > 1 and loc[0] in ("body", "query", "path"):
+                loc = loc[1:]  # FastAPI's "where" prefix; CKAN names the field alone
             key = loc[-1] if loc else "message"
             error.setdefault(key, []).append(item.get("message") or message)
         error["message"] = message
@@ -233,9 +250,7 @@ def _json_object(raw: str | bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
-        raise TownhallError(
-            400, "malformed_json", f"Bad request - JSON Error: {error}"
-        ) from error
+        raise TownhallError(400, "malformed_json", f"Bad request - JSON Error: {error}") from error
     if not isinstance(data, dict):
         raise TownhallError(
             400,
@@ -246,9 +261,7 @@ def _json_object(raw: str | bytes) -> dict[str, Any]:
     return data
 
 
-async def _call_action(
-    name: str, request: Request, session: Session, actor: Actor
-) -> JSONResponse:
+async def _call_action(name: str, request: Request, session: Session, actor: Actor) -> JSONResponse:
     spec = ACTIONS.get(name)
     if spec is None:
         raise TownhallError(400, "unknown_action", f"Bad request - Action name not known: {name}")
@@ -267,13 +280,17 @@ async def _call_action(
     return JSONResponse({"help": help_url(settings, name), "success": True, "result": result})
 
 
-@router.api_route(
-    "/api/3/action/{name}",
-    methods=["GET", "POST"],
-    summary="CKAN Action API",
-    description="CKAN's Action API v3 (package_search, package_show, datastore_search, ...). "
-    "Answers always carry CKAN's envelope; errors carry `error.__type`.",
-)
+_ACTION_DOC = {
+    "summary": "CKAN Action API",
+    "description": "CKAN's Action API v3 (package_search, package_show, datastore_search, ...): "
+    "GET with query parameters, or POST with a JSON body (multipart with an `upload` file for "
+    "resource_create/update). Answers always carry CKAN's envelope; errors carry "
+    "`error.__type`. `/api/action/{name}` is the same.",
+}
+
+
+@router.get("/api/3/action/{name}", operation_id="ckan_action_get", **_ACTION_DOC)
+@router.post("/api/3/action/{name}", operation_id="ckan_action_post", **_ACTION_DOC)
 async def ckan_action(name: str, request: Request, db: DbSession, actor: PublicActor) -> Response:
     return await _call_action(name, request, db, actor)
 
@@ -708,16 +725,18 @@ def resource_view_list(call: Call, data: dict[str, Any]) -> list[dict[str, Any]]
 
 @action("organization_list")
 def organization_list(call: Call, data: dict[str, Any]) -> list[Any]:
-    """Organization names, or dictionaries with `all_fields=true`; `sort` by name, title or
-    package_count; `limit`/`offset`; `organizations` keeps only the named ones."""
+    """Organization names, or dictionaries with `all_fields=true`; `sort` by title (default),
+    name or package_count; `limit`/`offset`; `organizations` keeps only the named ones."""
     all_fields = _bool(data, "all_fields", False)
     wanted = set(_str_list(data, "organizations"))
-    sort = _str(data, "sort", "name asc").strip().lower()
+    sort = _str(data, "sort", "title asc").strip().lower() or "title asc"
     limit = _int(data, "limit", LIST_LIMIT_MAX, maximum=LIST_LIMIT_MAX)
     offset = _int(data, "offset", 0)
     counts = Counter(d.organization_id for d in readable_datasets(call))
     organizations = [
-        o for o in account_queries.list_organizations(call.session) if not wanted or o.slug in wanted
+        o
+        for o in account_queries.list_organizations(call.session)
+        if not wanted or o.slug in wanted
     ]
     field, _, direction = sort.partition(" ")
     keys: dict[str, Callable[[Organization], Any]] = {
@@ -1522,9 +1541,7 @@ def package_create(call: Call, data: dict[str, Any]) -> dict[str, Any]:
         raise _invalid("owner_org", "Missing value: the organization that publishes it")
     organization = find_organization(call.session, _ref(data, "owner_org"))
     fields.setdefault("title", slug)
-    create = _validated(
-        DatasetCreate, {**fields, "slug": slug, "organization": organization.slug}
-    )
+    create = _validated(DatasetCreate, {**fields, "slug": slug, "organization": organization.slug})
     if queries.dataset_by_slug(call.session, slug) is not None:
         raise _invalid("name", "That URL is already in use.")
     values = create.model_dump(exclude={"slug", "title", "organization"}, exclude_none=True)
@@ -1689,7 +1706,9 @@ def update_organization(
 def _organization_update(call: Call, data: dict[str, Any], *, replace: bool) -> dict[str, Any]:
     call.actor.require("organizations:manage")
     _organization_keys(data)
-    organization = find_organization(call.session, _ref(data) if "id" in data else _ref(data, "name"))
+    organization = find_organization(
+        call.session, _ref(data) if "id" in data else _ref(data, "name")
+    )
     if "name" in data and _str(data, "name").strip() not in (organization.slug, ""):
         raise _invalid("name", "renaming an organization is not supported")
     title = _str(data, "title").strip() if "title" in data else None
@@ -1774,14 +1793,12 @@ def resource_create(call: Call, data: dict[str, Any]) -> dict[str, Any]:
         fields.pop("url", None)
         if not data.get("name"):
             fields["name"] = upload.filename or "upload"
-    resource = actions.create_resource(
-        call.session, actor=call.actor, slug=dataset.slug, **fields
-    )
+    resource = actions.create_resource(call.session, actor=call.actor, slug=dataset.slug, **fields)
     if upload is not None:
-        ingest_upload(call, dataset, resource, upload, format=fields.get("format", ""))
+        ingest_upload(call, dataset, resource, upload, created=True)
     call.session.flush()
     call.session.refresh(resource)
-    return resource_dict(call, dataset, resource)
+    return resource_dict(call, resource.dataset, resource)
 
 
 def _resource_update(call: Call, data: dict[str, Any], *, replace: bool) -> dict[str, Any]:
@@ -1794,10 +1811,10 @@ def _resource_update(call: Call, data: dict[str, Any], *, replace: bool) -> dict
         fields["description"] = ""
     actions.update_resource(call.session, actor=call.actor, resource_id=resource.id, **fields)
     if upload is not None:
-        ingest_upload(call, dataset, resource, upload, format=fields.get("format", ""))
+        ingest_upload(call, dataset, resource, upload)
     call.session.flush()
     call.session.refresh(resource)
-    return resource_dict(call, dataset, resource)
+    return resource_dict(call, resource.dataset, resource)
 
 
 @action("resource_update", write=True)
@@ -1820,15 +1837,563 @@ def resource_delete(call: Call, data: dict[str, Any]) -> None:
 
 
 # Datastore ---------------------------------------------------------------------------------------
+#
+# CKAN's DataStore names a table by its resource id; here that is the resource's lake table.
+# Reads go through the datastore's query layer (filters compiled by sqlglot, values bound, the
+# locked read-only DuckDB, a time limit and a row cap). Writes publish a new version of the
+# whole table through the datastore's ingest (one lake snapshot each), so every
+# datastore_create/upsert/delete is a version that can be read back and audited.
+#
+# Writes commit the request's unit of work before loading: ingest runs its own units of work
+# (on SQLite the request's open write transaction would otherwise block them).
+
+DATASTORE_ROWS_MAX = 32_000  # ckan.datastore.search.rows_max
+DATASTORE_ROWS_DEFAULT = 100
+RECORDS_FORMATS = ("objects", "lists", "csv", "tsv")
+# Our portable column types as CKAN DataStore type names.
+CKAN_COLUMN_TYPES = {
+    "integer": "int",
+    "number": "numeric",
+    "boolean": "bool",
+    "date": "date",
+    "datetime": "timestamp",
+    "time": "time",
+    "duration": "interval",
+    "string": "text",
+    "object": "json",
+    "array": "json",
+    "geometry": "json",
+    "any": "text",
+}
+# CKAN DataStore field types (PostgreSQL names) as Table Schema types for ingest.
+TABLE_SCHEMA_TYPES = {
+    "text": "string",
+    "varchar": "string",
+    "citext": "string",
+    "int": "integer",
+    "int2": "integer",
+    "int4": "integer",
+    "int8": "integer",
+    "integer": "integer",
+    "bigint": "integer",
+    "smallint": "integer",
+    "numeric": "number",
+    "float": "number",
+    "float4": "number",
+    "float8": "number",
+    "double precision": "number",
+    "real": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "date": "date",
+    "time": "time",
+    "timestamp": "datetime",
+    "timestamptz": "datetime",
+    "interval": "duration",
+    "json": "object",
+    "jsonb": "object",
+}
+# Our portable types back to Table Schema, to keep a table's types across rewrites.
+_KEEP_TYPES = {"geometry": "geojson", "any": "string"}
+
+
+def _engine(call: Call) -> Any:
+    from townhall.datastore.engine import query_engine
+
+    return query_engine(call.request.app.state.runtime)
+
+
+def _table(call: Call, data: dict[str, Any]) -> Any:
+    """The published table of `resource_id` (also accepted as `id`)."""
+    from townhall.datastore import query as datastore_query
+
+    ref = _ref(data, "resource_id") if "resource_id" in data else _ref(data, "id")
+    number = _numeric_id(ref)
+    if number is None:
+        raise NotFoundError("resource", ref)
+    return datastore_query.resource_table(call.session, call.actor, number)
+
+
+def _ckan_fields(fields: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    return [
+        {"id": f["name"], "type": CKAN_COLUMN_TYPES.get(str(f.get("type")), "text")} for f in fields
+    ]
+
+
+def _filters(data: dict[str, Any], table: Any) -> list[Any]:
+    from townhall.datastore.query import Filter
+
+    raw = _json_field(data, "filters")
+    if raw is None or raw == "":
+        return []
+    if not isinstance(raw, dict):
+        raise _invalid("filters", "must be an object of {column: value or [values]}")
+    filters = []
+    for column, value in raw.items():
+        table.column(str(column))  # a Validation Error naming an unknown column
+        if value is None:
+            filters.append(Filter(str(column), "isnull", "true"))
+        elif isinstance(value, list):
+            texts = [_filter_text(column, v) for v in value]
+            if any("," in t for t in texts):
+                raise _invalid("filters", f"{column}: values in a list cannot contain commas")
+            if not texts:
+                raise _invalid("filters", f"{column}: an empty list matches nothing")
+            filters.append(Filter(str(column), "in", ",".join(texts)))
+        else:
+            filters.append(Filter(str(column), "eq", _filter_text(column, value)))
+    return filters
+
+
+def _filter_text(column: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise _invalid("filters", f"{column}: values must be strings, numbers or booleans")
+
+
+def _text_query(data: dict[str, Any], table: Any) -> tuple[str, list[Any]]:
+    """`q` as words over every text column, or `{column: text}` per column (LIKE)."""
+    from townhall.datastore.query import Filter
+
+    raw = _json_field(data, "q")
+    if raw is None or raw == "":
+        return "", []
+    if isinstance(raw, dict):
+        filters = []
+        for column, text in raw.items():
+            table.column(str(column))
+            if not isinstance(text, (str, int, float)) or isinstance(text, bool):
+                raise _invalid("q", f"{column}: the text to find must be a string")
+            filters.append(Filter(str(column), "like", f"%{text}%"))
+        return "", filters
+    if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
+        return str(raw), []
+    raise _invalid("q", "must be a string or an object of {column: text}")
+
+
+def _datastore_sort(data: dict[str, Any], table: Any) -> list[tuple[str, bool]]:
+    from townhall.datastore.query import parse_sort
+
+    text = _str(data, "sort").strip()
+    if not text:
+        return []
+    parts = []
+    for part in text.split(","):
+        name, _, direction = part.strip().strip('"').partition(" ")
+        name = name.strip('"')
+        direction = direction.strip().lower() or "asc"
+        if direction not in ("asc", "desc"):
+            raise _invalid("sort", f"{part.strip()!r}: use 'column asc' or 'column desc'")
+        if name == "_id":
+            continue  # natural order
+        parts.append(("-" if direction == "desc" else "") + name)
+    return parse_sort(",".join(parts), table)
+
+
+def _records(rows_json: list[str], names: list[str], records_format: str) -> Any:
+    import csv
+    import io
+
+    rows = [json.loads(row) for row in rows_json]
+    if records_format == "objects":
+        return rows
+    lists = [[row.get(name) for name in names] for row in rows]
+    if records_format == "lists":
+        return lists
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t" if records_format == "tsv" else ",")
+    for values in lists:
+        writer.writerow(
+            [
+                json.dumps(v) if isinstance(v, (dict, list)) else "" if v is None else v
+                for v in values
+            ]
+        )
+    return out.getvalue()
+
+
+@action("datastore_search")
+def datastore_search(call: Call, data: dict[str, Any]) -> dict[str, Any]:
+    """Rows of resource `resource_id`'s table: `filters` ({column: value or [values]}), `q`
+    (text, or {column: text}), `fields`, `sort` ("col asc, col2 desc"), `limit` (default 100,
+    at most 32000 and the portal's row cap), `offset`, `distinct`, `include_total`,
+    `records_format` (objects, lists, csv, tsv)."""
+    from townhall.datastore import query as datastore_query
+
+    table = _table(call, data)
+    filters = _filters(data, table)
+    q, q_filters = _text_query(data, table)
+    fields = _str_list(data, "fields")
+    names = datastore_query.parse_fields(",".join(fields), table) if fields else None
+    sort = _datastore_sort(data, table)
+    limit = _int(data, "limit", DATASTORE_ROWS_DEFAULT, maximum=DATASTORE_ROWS_MAX)
+    offset = _int(data, "offset", 0, maximum=10**12)
+    distinct = _bool(data, "distinct", False)
+    include_total = _bool(data, "include_total", True)
+    records_format = _str(data, "records_format", "objects") or "objects"
+    if records_format not in RECORDS_FORMATS:
+        raise _invalid("records_format", f"use one of {', '.join(RECORDS_FORMATS)}")
+    engine = _engine(call)
+    call.session.commit()  # the query runs on DuckDB: hold no database transaction meanwhile
+    request = datastore_query.RowsRequest(
+        fields=names,
+        filters=filters + q_filters,
+        q=q,
+        sort=sort,
+        limit=max(limit, 1),
+        offset=offset,
+    )
+    if distinct:
+        rows_json, total, estimated = _distinct_rows(engine, table, request, include_total)
+        effective = min(max(limit, 1), engine.row_cap)
+    else:
+        result = datastore_query.query_rows(engine, table, request)
+        rows_json, total, estimated = result.rows_json, result.total, result.total_estimated
+        effective = result.extra.get("limit", limit)
+    if limit == 0:
+        rows_json, effective = [], 0
+    selected = names or [c["name"] for c in table.columns]
+    by_name = {c["name"]: c for c in table.columns}
+    resource_id = str(table.resource_id)
+    start = f"/api/3/action/datastore_search?resource_id={resource_id}"
+    answer: dict[str, Any] = {
+        "resource_id": resource_id,
+        "fields": _ckan_fields(by_name[n] for n in selected),
+        "records": _records(rows_json, selected, records_format),
+        "records_format": records_format,
+        "limit": effective,
+        "offset": offset,
+        "include_total": include_total,
+        "_links": {"start": start, "next": f"{start}&offset={offset + max(effective, 1)}"},
+        "version": table.version,
+    }
+    if include_total:
+        answer["total"] = total
+        answer["total_was_estimated"] = estimated
+    for key in ("filters", "q", "sort", "distinct"):
+        if key in data:
+            answer[key] = _json_field(data, key)
+    return answer
+
+
+def _distinct_rows(
+    engine: Any, table: Any, request: Any, include_total: bool
+) -> tuple[list[str], int | None, bool]:
+    """DISTINCT rows of the chosen fields, compiled with the datastore's own pieces."""
+    from sqlglot import exp
+
+    from townhall.datastore.query import Binder, render, row_json, where_clause
+
+    binder = Binder()
+    where = where_clause(table, request.filters, request.q, binder)
+    types = {c["name"]: str(c.get("db_type") or "VARCHAR") for c in table.columns}
+    names = request.fields or [c["name"] for c in table.columns]
+
+    def column(name: str) -> exp.Column:
+        return exp.column(exp.to_identifier(name, quoted=True))
+
+    inner = exp.select(*[column(n) for n in names]).distinct().from_(table.ref())
+    if where is not None:
+        inner = inner.where(where)
+    counted = inner.copy()
+    if request.sort:
+        inner = inner.order_by(
+            *[exp.Ordered(this=column(n), desc=d, nulls_first=False) for n, d in request.sort]
+        )
+    limit = min(request.limit, engine.row_cap)
+    inner = inner.limit(limit).offset(request.offset)
+    alias = exp.TableAlias(this=exp.to_identifier("__th_d"))
+    outer = exp.select(row_json([(n, types[n]) for n in names])).from_(
+        exp.Subquery(this=inner, alias=alias)
+    )
+    sql = render(outer)
+    rows = engine.run(lambda cursor: cursor.execute(sql, binder.values or None).fetchall())
+    total = None
+    if include_total:
+        count_sql = render(
+            exp.select(exp.Count(this=exp.Star())).from_(exp.Subquery(this=counted, alias=alias))
+        )
+        row = engine.run(lambda cursor: cursor.execute(count_sql, binder.values or None).fetchone())
+        total = int(row[0]) if row else 0
+    return [r[0] for r in rows], total, False
+
+
+@action("datastore_search_sql")
+def datastore_search_sql(call: Call, data: dict[str, Any]) -> dict[str, Any]:
+    """One read-only SELECT over published tables, named by resource id (`"12"` or `r_12`) or
+    dataset name; the time limit and row cap apply (`records_truncated` says when it cut)."""
+    from townhall.datastore import query as datastore_query
+
+    sql = _str(data, "sql").strip()
+    if not sql:
+        raise _invalid("sql", "Missing value")
+    engine = _engine(call)
+    guarded = datastore_query.check_sql(call.session, call.actor, engine, sql, None)
+    call.session.commit()
+    result = datastore_query.run_sql(engine, guarded, version=None)
+    answer: dict[str, Any] = {
+        "sql": sql,
+        "records": [json.loads(row) for row in result.rows_json],
+        "fields": _ckan_fields(result.fields),
+    }
+    if result.truncated:
+        answer["records_truncated"] = True
+    return answer
+
+
+def _editable_resource(call: Call, ref: str) -> Resource:
+    resource = find_resource(call, ref)
+    call.actor.require("datasets:publish")
+    if not queries.can_edit(call.actor, resource.dataset):
+        raise PermissionDenied(f"datasets:publish for {resource.dataset.organization.slug}")
+    return resource
+
+
+def _scratch(call: Call, suffix: str) -> Any:
+    import uuid
+
+    folder = call.settings.data_dir.resolve() / "tmp" / "ckan"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{uuid.uuid4().hex}{suffix}"
+
+
+def _header_only_csv(path: Any, names: list[str]) -> None:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerow(names)
+
+
+def _publish_file(
+    call: Call,
+    resource_id: int,
+    path: Any,
+    source_name: str,
+    table_schema: dict[str, Any] | None,
+    *,
+    created: bool = False,
+) -> Any:
+    """Commit the request so far, load the file as the resource's next version, clean up.
+
+    `created`: the resource was made by this call, so a failed load deletes it again (the
+    client sees one action that either happened or did not).
+    """
+    from townhall.datastore.ingest import ingest_file
+    from townhall.db import unit_of_work
+
+    runtime = call.request.app.state.runtime
+    call.session.commit()
+    try:
+        return ingest_file(
+            runtime,
+            actor=call.actor,
+            resource_id=resource_id,
+            path=path,
+            source_name=source_name,
+            table_schema=table_schema,
+        )
+    except BaseException:
+        if created:
+            with unit_of_work(runtime.session_factory) as session:
+                actions.delete_resource(session, actor=call.actor, resource_id=resource_id)
+        raise
+    finally:
+        path.unlink(missing_ok=True)
+        call.session.expire_all()
 
 
 def ingest_upload(
-    call: Call, dataset: Dataset, resource: Resource, upload: UploadFile, *, format: str
+    call: Call,
+    dataset: Dataset,
+    resource: Resource,
+    upload: UploadFile,
+    *,
+    created: bool = False,
 ) -> None:
-    """Load an uploaded file into the resource's table (a new published version)."""
-    raise TownhallError(
-        422,
-        "invalid_request",
-        "upload: loading files through the CKAN API is not available yet; give a url",
-        errors=[{"loc": ["upload"], "message": "not available yet", "type": "value_error"}],
-    )
+    """Load an uploaded file into the resource's table (a new published version), as xloader
+    does, but before answering: `datastore_search` works as soon as the call returns."""
+    import shutil
+
+    name = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1] or "upload"
+    path = _scratch(call, "")
+    upload.file.seek(0)
+    with path.open("wb") as handle:
+        shutil.copyfileobj(upload.file, handle, 1024 * 1024)
+    _publish_file(call, resource.id, path, name, None, created=created)
+
+
+def _schema_from_fields(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(f, dict) for f in raw):
+        raise _invalid("fields", "must be a list of {id, type} objects")
+    fields = []
+    for item in raw:
+        name = item.get("id")
+        if not isinstance(name, str) or not name:
+            raise _invalid("fields", "each field needs a string id")
+        if name == "_id":
+            continue
+        kind = str(item.get("type") or "text").strip().lower()
+        if kind.startswith("_") or kind.endswith("[]"):
+            ts_type = "array"
+        elif kind in TABLE_SCHEMA_TYPES:
+            ts_type = TABLE_SCHEMA_TYPES[kind]
+        else:
+            raise _invalid("fields", f"{name}: unknown type {kind!r}")
+        fields.append({"name": name, "type": ts_type})
+    return {"fields": fields} if fields else None
+
+
+def _schema_of(table: Any) -> dict[str, Any]:
+    return {
+        "fields": [
+            {
+                "name": c["name"],
+                "type": _KEEP_TYPES.get(str(c.get("type")), c.get("type", "string")),
+            }
+            for c in table.columns
+        ]
+    }
+
+
+def _record_list(data: dict[str, Any], *, required: bool) -> list[dict[str, Any]]:
+    raw = _json_field(data, "records")
+    if raw is None:
+        if required:
+            raise _invalid("records", "Missing value")
+        return []
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise _invalid("records", "must be a list of objects")
+    return raw
+
+
+def _datastore_answer(call: Call, resource_id: int) -> dict[str, Any]:
+    from townhall.datastore import query as datastore_query
+
+    table = datastore_query.resource_table(call.session, call.actor, resource_id)
+    return {
+        "resource_id": str(resource_id),
+        "fields": _ckan_fields(table.columns),
+        "version": table.version,
+        "total": table.row_count,
+    }
+
+
+@action("datastore_create", write=True)
+def datastore_create(call: Call, data: dict[str, Any]) -> dict[str, Any]:
+    """Create (or replace) resource `resource_id`'s table from `fields` ([{id, type}]) and
+    `records`; with `resource` ({package_id, name, ...}) instead, a new resource is made."""
+    if not _blank(data.get("aliases")):
+        raise _invalid("aliases", "not supported; name tables by resource id or dataset name")
+    table_schema = _schema_from_fields(_json_field(data, "fields"))
+    records = _record_list(data, required=False)
+    created = False
+    if "resource_id" in data:
+        resource = _editable_resource(call, _ref(data, "resource_id"))
+    else:
+        spec = _json_field(data, "resource")
+        if not isinstance(spec, dict):
+            raise _invalid("resource_id", "Missing value: give resource_id or resource")
+        _resource_keys(spec)
+        dataset = find_dataset(call, _ref(spec, "package_id"))
+        fields = _resource_fields(
+            {k: v for k, v in spec.items() if k != "package_id"}, partial=True
+        )
+        fields.setdefault("name", "Table")
+        resource = actions.create_resource(
+            call.session, actor=call.actor, slug=dataset.slug, **fields
+        )
+        created = True
+    if records:
+        path = _scratch(call, ".json")
+        path.write_text(json.dumps(records), encoding="utf-8")
+        source_name = "datastore_create.json"
+    elif table_schema:
+        path = _scratch(call, ".csv")
+        _header_only_csv(path, [f["name"] for f in table_schema["fields"]])
+        source_name = "datastore_create.csv"
+    else:
+        raise _invalid("fields", "give fields, records or both")
+    resource_id = resource.id
+    _publish_file(call, resource_id, path, source_name, table_schema, created=created)
+    return _datastore_answer(call, resource_id)
+
+
+@action("datastore_upsert", write=True)
+def datastore_upsert(call: Call, data: dict[str, Any]) -> dict[str, Any]:
+    """Add `records` to resource `resource_id`'s table with `method=insert` (a new version of
+    the table: the old rows and the new). `upsert` and `update` need a primary key, which
+    Townhall tables do not keep: re-create the table with datastore_create instead."""
+    from townhall.datastore import export
+    from townhall.datastore import query as datastore_query
+
+    method = _str(data, "method", "upsert")
+    if method != "insert":
+        raise _invalid(
+            "method",
+            f"{method!r} needs a primary key, which Townhall tables do not keep; use "
+            "method=insert to add rows, or datastore_create to replace the table",
+        )
+    records = _record_list(data, required=True)
+    resource = _editable_resource(call, _ref(data, "resource_id"))
+    table = datastore_query.resource_table(call.session, call.actor, resource.id)
+    known = {c["name"] for c in table.columns}
+    unknown = sorted({k for r in records for k in r} - known)
+    if unknown:
+        raise _invalid("records", f"unknown field(s) {unknown}; the table has {sorted(known)}")
+    call.session.commit()
+    current = export.export_table(_engine(call), table, datastore_query.RowsRequest(), "ndjson")
+    with current.path.open("a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    _publish_file(call, resource.id, current.path, "datastore_upsert.ndjson", _schema_of(table))
+    return {**_datastore_answer(call, resource.id), "method": method}
+
+
+@action("datastore_delete", write=True)
+def datastore_delete(call: Call, data: dict[str, Any]) -> dict[str, Any]:
+    """Delete the rows of resource `resource_id` that match `filters` (all rows without
+    filters) by publishing a version without them; earlier versions keep them."""
+    from sqlglot import exp
+
+    from townhall.datastore import query as datastore_query
+    from townhall.datastore.sqltext import string_literal
+
+    resource = _editable_resource(call, _ref(data, "resource_id"))
+    table = datastore_query.resource_table(call.session, call.actor, resource.id)
+    filters = _filters(data, table)
+    schema = _schema_of(table)
+    engine = _engine(call)
+    call.session.commit()
+    names = [c["name"] for c in table.columns]
+    path = engine.export_directory / f"ckan-delete-{resource.id}-{table.version}.ndjson"
+    remaining = 0
+    if filters:
+        binder = datastore_query.Binder()
+        where = datastore_query.where_clause(table, filters, "", binder)
+        keep = exp.Not(this=exp.paren(exp.func("coalesce", where, exp.false())))
+        select = exp.select(exp.Star()).from_(table.ref()).where(keep)
+        sql = datastore_query.render(select)
+        counted = engine.run(
+            lambda cursor: cursor.execute(
+                f"SELECT count(*) FROM ({sql})", binder.values or None
+            ).fetchone()
+        )
+        remaining = int(counted[0]) if counted else 0
+        if remaining:
+            statement = f"COPY ({sql}) TO {string_literal(str(path))} (FORMAT json)"
+            engine.run(lambda cursor: cursor.execute(statement, binder.values or None))
+    if remaining:
+        source_name = "datastore_delete.ndjson"
+    else:
+        path = path.with_suffix(".csv")
+        _header_only_csv(path, names)
+        source_name = "datastore_delete.csv"
+    _publish_file(call, resource.id, path, source_name, schema)
+    answer = _datastore_answer(call, resource.id)
+    if "filters" in data:
+        answer["filters"] = _json_field(data, "filters")
+    return answer

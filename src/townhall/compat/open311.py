@@ -119,7 +119,9 @@ def _to_xml(parent: ET.Element, name: str, value: Any) -> None:
         element.text = str(value)
 
 
-def _xml_response(root: str, items: list[dict[str, Any]] | dict[str, Any], status: int = 200) -> Response:
+def _xml_response(
+    root: str, items: list[dict[str, Any]] | dict[str, Any], status: int = 200
+) -> Response:
     if isinstance(items, dict):
         element = ET.Element(root)
         for key, value in items.items():
@@ -166,15 +168,15 @@ def _check_jurisdiction(request: Request, given: str | None) -> None:
         )
 
 
-Jurisdiction = Annotated[str | None, Query(max_length=200, description="Optional; this server's host name")]
+Jurisdiction = Annotated[
+    str | None, Query(max_length=200, description="Optional; this server's host name")
+]
 
 
 # Discovery -------------------------------------------------------------------------------------
 
 
-@router.get(
-    "/discovery.{fmt}", dependencies=[PUBLIC], summary="Open311 discovery document"
-)
+@router.get("/discovery.{fmt}", dependencies=[PUBLIC], summary="Open311 discovery document")
 def discovery(fmt: str, request: Request, db: DbSession) -> Response:
     fmt = _format(fmt)
     settings = request.app.state.settings
@@ -255,7 +257,9 @@ def service_definition(
     _check_jurisdiction(request, jurisdiction_id)
     service = queries.service_by_code(db, service_code)
     if service is None or not service.active:
-        raise Open311Error(404, f"service_code {service_code!r} was not found.", "service_not_found")
+        raise Open311Error(
+            404, f"service_code {service_code!r} was not found.", "service_not_found"
+        )
     definition = {
         "service_code": service.code,
         "attributes": [_attribute(a) for a in service.attributes or []],
@@ -336,9 +340,13 @@ def _documents(
                 {
                     "datetime": _iso(u.at),
                     "type": u.kind,
-                    "status": None if u.to_sub_status is None else (
-                        "open" if u.to_sub_status not in
-                        ("resolved", "closed_not_fixed", "duplicate", "rejected") else "closed"
+                    "status": None
+                    if u.to_sub_status is None
+                    else (
+                        "open"
+                        if u.to_sub_status
+                        not in ("resolved", "closed_not_fixed", "duplicate", "rejected")
+                        else "closed"
                     ),
                     "sub_status": u.to_sub_status,
                     "description": u.public_note,
@@ -497,9 +505,7 @@ def _one_request(
     return _respond(fmt, "service_requests", _documents(db, [found], base_url, _truthy(extensions)))
 
 
-@router.get(
-    "/v2/requests/{service_request_id}.{fmt}", dependencies=[PUBLIC], summary="One request"
-)
+@router.get("/v2/requests/{service_request_id}.{fmt}", dependencies=[PUBLIC], summary="One request")
 def read_request(
     service_request_id: str,
     fmt: str,
@@ -664,9 +670,7 @@ async def submit_request(
     media = form.get("media")
     media_bytes = await media.read() if isinstance(media, UploadFile) else None
     media_name = media.filename if isinstance(media, UploadFile) else None
-    return await run_in_threadpool(
-        _store, request, actor, submission, fmt, media_name, media_bytes
-    )
+    return await run_in_threadpool(_store, request, actor, submission, fmt, media_name, media_bytes)
 
 
 def _store(
@@ -705,4 +709,3 @@ def _store(
 def register(app: FastAPI) -> None:
     app.include_router(router)
     app.state.error_shapes[PREFIX + "/"] = open311_error_shape
-

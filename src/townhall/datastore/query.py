@@ -494,24 +494,27 @@ def decode_cursor(raw: str, fingerprint: str) -> dict[str, Any]:
 
 
 def _after(
-    keys: list[tuple[exp.Expression, bool, str]], values: list[Any], binder: Binder
+    keys: list[tuple[exp.Expression, bool, str, bool]], values: list[Any], binder: Binder
 ) -> exp.Expression:
-    """Rows strictly after `values` in the order `keys` (column, descending, type), NULLS LAST.
+    """Rows strictly after `values` in the order `keys` (column, descending, type, nullable),
+    NULLS LAST.
 
-    Expanded as (k1 after v1) OR (k1 = v1 AND (rest after ...)), with NULL handled as the
-    largest value in both directions (NULLS LAST).
+    Expanded as (k1 after v1) OR (k1 = v1 AND (rest after ...)), NULL counting as the largest
+    value in both directions. `IS NULL` is only written for nullable keys: DuckDB 1.5.5 with the
+    spatial extension loaded fails with an internal error on `rowid IS NULL` inside an OR.
     """
-    (ref, descending, db_type), *rest = keys
+    (ref, descending, db_type, nullable), *rest = keys
     value, *rest_values = values
     if value is None:
         # Only NULLs remain in this key; among them, order by the rest.
-        same = exp.Is(this=ref.copy(), expression=exp.Null())
         if not rest:
             return exp.false()
+        same = exp.Is(this=ref.copy(), expression=exp.Null())
         return exp.and_(same, _after(rest, rest_values, binder))
     typed = binder.typed(value, db_type)
-    beyond = (exp.LT if descending else exp.GT)(this=ref.copy(), expression=typed)
-    later = exp.or_(beyond, exp.Is(this=ref.copy(), expression=exp.Null()))
+    later: exp.Expression = (exp.LT if descending else exp.GT)(this=ref.copy(), expression=typed)
+    if nullable:
+        later = exp.or_(later, exp.Is(this=ref.copy(), expression=exp.Null()))
     if not rest:
         return later
     same = exp.EQ(this=ref.copy(), expression=typed.copy())
@@ -530,8 +533,10 @@ def query_rows(engine: QueryEngine, table: PublishedTable, request: RowsRequest)
     where = where_clause(table, request.filters, request.q, binder)
     fingerprint = _cursor_fingerprint(table, request)
     use_rowid = table.has_rowid
-    sort_keys: list[tuple[exp.Expression, bool, str]] = [
-        (_column(name), descending, types[name]) for name, descending in request.sort
+    nullable = {c["name"]: bool(c.get("nullable", True)) for c in table.columns}
+    sort_keys: list[tuple[exp.Expression, bool, str, bool]] = [
+        (_column(name), descending, types[name], nullable[name])
+        for name, descending in request.sort
     ]
     offset = request.offset
     conditions = [where] if where is not None else []
@@ -542,13 +547,13 @@ def query_rows(engine: QueryEngine, table: PublishedTable, request: RowsRequest)
         if doc.get("o") is not None:
             offset = int(doc["o"])
         else:
-            rowid_key = (exp.column(ROWID), False, "BIGINT")
+            rowid_key = (exp.column(ROWID), False, "BIGINT", False)
             if len(doc["k"]) != len(sort_keys):
                 raise TownhallError(400, "invalid_cursor", "The cursor does not match the sort.")
             conditions.append(_after([*sort_keys, rowid_key], [*doc["k"], doc["r"]], binder))
     select = exp.select(*[_column(name) for name in names])
     key_columns = [
-        exp.alias_(ref.copy(), f"__th_k{i}", quoted=True) for i, (ref, _, _) in enumerate(sort_keys)
+        exp.alias_(ref.copy(), f"__th_k{i}", quoted=True) for i, (ref, *_) in enumerate(sort_keys)
     ]
     if use_rowid:
         key_columns.append(exp.alias_(exp.column(ROWID), "__th_rowid", quoted=True))
@@ -558,7 +563,7 @@ def query_rows(engine: QueryEngine, table: PublishedTable, request: RowsRequest)
     if sort_keys:
         order = [
             exp.Ordered(this=ref.copy(), desc=descending, nulls_first=False)
-            for ref, descending, _ in sort_keys
+            for ref, descending, *_ in sort_keys
         ]
         if use_rowid:
             order.append(exp.Ordered(this=exp.column(ROWID), desc=False, nulls_first=False))
@@ -629,6 +634,12 @@ def _duckdb_message(error: Exception) -> str:
     return re.sub(r"^[A-Za-z ]+ Error: ", "", text)[:500]
 
 
+def exact_count(engine: QueryEngine, sql: str, values: list[Any], budget: float) -> int:
+    """Run a count query within `budget` seconds (TownhallError query_timeout past it)."""
+    row = engine.run(lambda cursor: cursor.execute(sql, values or None).fetchone(), budget)
+    return int(row[0]) if row else 0
+
+
 def _total(
     engine: QueryEngine,
     table: PublishedTable,
@@ -645,13 +656,15 @@ def _total(
         return table.row_count, False
     if not more and not request.cursor:
         return offset + page_rows, False
+    # The page's binder also holds the cursor's values: count with the filters' own.
+    binder = Binder()
+    where = where_clause(table, request.filters, request.q, binder)
+    if where is None:
+        return table.row_count, False
     count_sql = render(exp.select(exp.Count(this=exp.Star())).from_(table.ref()).where(where))
     budget = min(COUNT_BUDGET_SECONDS, engine.timeout_seconds)
     try:
-        row = engine.run(
-            lambda cursor: cursor.execute(count_sql, binder.values or None).fetchone(), budget
-        )
-        return int(row[0]) if row else 0, False
+        return exact_count(engine, count_sql, binder.values, budget), False
     except TownhallError as error:
         if error.code != "query_timeout":
             raise

@@ -57,7 +57,7 @@ def seed_demo_city(
 
     step("Service directory")
     with unit_of_work(runtime.session_factory) as session:
-        seed_directory(session, actor, city)
+        seed_directory(session, actor=actor, city=city)
 
     from townhall.service_requests.demo import seed_requests
 

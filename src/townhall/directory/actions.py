@@ -187,7 +187,10 @@ def ensure_directory_organization(
         action="directory.organization.create",
         object_type="directory_organization",
         object_id=profile.id,
-        changes={"organization": organization_slug, **{k: _jsonable(v) for k, v in hsds_fields.items()}},
+        changes={
+            "organization": organization_slug,
+            **{k: _jsonable(v) for k, v in hsds_fields.items()},
+        },
     )
     return profile
 
@@ -216,7 +219,9 @@ def ensure_term(session: Session, taxonomy_name: str, name: str) -> TaxonomyTerm
     )
     code = slugify(name, 100)
     term = session.scalar(
-        select(TaxonomyTerm).where(TaxonomyTerm.taxonomy_id == taxonomy.id, TaxonomyTerm.code == code)
+        select(TaxonomyTerm).where(
+            TaxonomyTerm.taxonomy_id == taxonomy.id, TaxonomyTerm.code == code
+        )
     )
     if term is None:
         term = TaxonomyTerm(
@@ -233,7 +238,9 @@ def ensure_term(session: Session, taxonomy_name: str, name: str) -> TaxonomyTerm
 
 
 def _set_terms(session: Session, service: Service, taxonomy: str, names: Sequence[str]) -> None:
-    wanted = [ensure_term(session, taxonomy, n) for n in dict.fromkeys(n.strip() for n in names) if n]
+    wanted = [
+        ensure_term(session, taxonomy, n) for n in dict.fromkeys(n.strip() for n in names) if n
+    ]
     wanted_ids = {t.id for t in wanted}
     for link in list(service.terms):
         if link.term.taxonomy == taxonomy and link.taxonomy_term_id not in wanted_ids:
@@ -365,7 +372,9 @@ def create_service(
         raise ConflictError(f"A service with slug {slug!r} already exists.")
     if values.get("code") and queries.service_by_ref(session, values["code"]):
         raise ConflictError(f"A service with code {values['code']!r} already exists.")
-    service = Service(id=service_id or str(uuid.uuid4()), slug=slug, name=name, organization_id=owner.id, **values)
+    service = Service(
+        id=service_id or str(uuid.uuid4()), slug=slug, name=name, organization_id=owner.id, **values
+    )
     service.organization = owner
     service.related_service_ids = _related_ids(session, related_services)
     session.add(service)
@@ -464,7 +473,11 @@ def update_service(
         changes=changes,
     )
     publish_after_commit(
-        session, bus, "public.directory", "service.updated", {"slug": slug, "fields": sorted(changes)}
+        session,
+        bus,
+        "public.directory",
+        "service.updated",
+        {"slug": slug, "fields": sorted(changes)},
     )
     return service
 
@@ -622,9 +635,7 @@ def _check_weekly(weekly_hours: Sequence[tuple[int, time, time]]) -> None:
         for i, (opens, closes) in enumerate(spans[:-1]):
             crosses_midnight = closes <= opens
             if crosses_midnight or closes > spans[i + 1][0]:
-                raise invalid(
-                    "hours", f"intervals of {hours.WEEKDAY_CODES[weekday]} overlap"
-                )
+                raise invalid("hours", f"intervals of {hours.WEEKDAY_CODES[weekday]} overlap")
 
 
 def _replace_weekly(
@@ -810,7 +821,10 @@ def set_office_status(
     changes = {
         "condition": [location.condition, condition],
         "message": [location.status_message, message],
-        "expected_return_at": [_jsonable(location.expected_return_at), _jsonable(expected_return_at)],
+        "expected_return_at": [
+            _jsonable(location.expected_return_at),
+            _jsonable(expected_return_at),
+        ],
     }
     location.condition = condition
     location.status_message = message if condition != "normal" else None
@@ -1031,9 +1045,7 @@ def record_visit_event(
     ticket = queries.ticket(session, location, business_date, ticket_code)
     if ticket is None and type != "issued":
         # Past midnight at a night counter the ticket belongs to the previous day.
-        ticket = queries.ticket(
-            session, location, business_date - timedelta(days=1), ticket_code
-        )
+        ticket = queries.ticket(session, location, business_date - timedelta(days=1), ticket_code)
         if ticket is not None and ticket.state in ("served", "no_show"):
             ticket = None
     if ticket is not None and type == "issued" and ticket.issued_at is not None:
@@ -1094,7 +1106,9 @@ def record_visit_event(
 
 def _links(session: Session, location: Location) -> list[ServiceAtLocation]:
     return list(
-        session.scalars(select(ServiceAtLocation).where(ServiceAtLocation.location_id == location.id))
+        session.scalars(
+            select(ServiceAtLocation).where(ServiceAtLocation.location_id == location.id)
+        )
     )
 
 
@@ -1139,11 +1153,14 @@ def issue_ticket(
         raise NotFoundError("service", service_ref)
     prefix = (service.code or service.slug)[:1].upper()
     today = queries.local_date(location, now)
-    issued = session.scalar(
-        select(func.count())
-        .select_from(Ticket)
-        .where(Ticket.location_id == location.id, Ticket.business_date == today)
-    ) or 0
+    issued = (
+        session.scalar(
+            select(func.count())
+            .select_from(Ticket)
+            .where(Ticket.location_id == location.id, Ticket.business_date == today)
+        )
+        or 0
+    )
     number = issued + 1
     while queries.ticket(session, location, today, f"{prefix}{number:03d}") is not None:
         number += 1

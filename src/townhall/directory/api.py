@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,7 +15,7 @@ from townhall.accounts.auth import PublicActor, requires
 from townhall.actor import Actor
 from townhall.db import utcnow
 from townhall.deps import DbSession
-from townhall.directory import actions, hsds, queries
+from townhall.directory import actions, cpsv, hsds, queries
 from townhall.directory.hours import WEEKDAY_CODES
 from townhall.directory.models import (
     CATEGORY_TAXONOMY,
@@ -288,7 +289,10 @@ def service_offices(
     if (lat is None) != (lon is None):
         raise TownhallError(422, "invalid_request", "lat: give lat and lon together")
     service = _service(db, slug)
-    return [nearby_public(n) for n in queries.offices_for_service(db, service, lat=lat, lon=lon, now=_at(at))]
+    return [
+        nearby_public(n)
+        for n in queries.offices_for_service(db, service, lat=lat, lon=lon, now=_at(at))
+    ]
 
 
 def nearby_public(n: queries.NearbyOffice) -> NearbyPublic:
@@ -339,9 +343,7 @@ def incident_public(incident: ServiceIncident) -> IncidentPublic:
     )
 
 
-@router.post(
-    "/incidents/{incident_id}/resolve", response_model=IncidentPublic, summary="Resolve"
-)
+@router.post("/incidents/{incident_id}/resolve", response_model=IncidentPublic, summary="Resolve")
 def resolve_incident(
     incident_id: Annotated[int, Path(ge=1, le=2**62)],
     db: DbSession,
@@ -387,14 +389,14 @@ def create_office(
 
 
 @router.get("/offices/{slug}", response_model=LocationPublic, summary="One office")
-def read_office(slug: str, db: DbSession, _actor: PublicActor, at: AtParam = None) -> LocationPublic:
+def read_office(
+    slug: str, db: DbSession, _actor: PublicActor, at: AtParam = None
+) -> LocationPublic:
     return location_public(db, _location(db, slug), _at(at))
 
 
 @router.patch("/offices/{slug}", response_model=LocationPublic, summary="Change an office")
-def update_office(
-    slug: str, body: LocationUpdate, db: DbSession, actor: Editor
-) -> LocationPublic:
+def update_office(slug: str, body: LocationUpdate, db: DbSession, actor: Editor) -> LocationPublic:
     _location(db, slug)
     fields = body.model_dump(exclude_unset=True)
     phone = fields.pop("phone", None)
@@ -408,7 +410,11 @@ def replace_hours(
 ) -> LocationPublic:
     _location(db, slug)
     location = actions.set_weekly_hours(
-        db, actor=actor, slug=slug, weekly_hours=[h.as_tuple() for h in body.hours], bus=_bus(request)
+        db,
+        actor=actor,
+        slug=slug,
+        weekly_hours=[h.as_tuple() for h in body.hours],
+        bus=_bus(request),
     )
     return location_public(db, location, utcnow())
 
@@ -556,7 +562,9 @@ def issue_ticket(
     return _visit_result(db, outcome, slug)
 
 
-@router.post("/offices/{slug}/call-next", response_model=VisitEventResult | None, summary="Call next")
+@router.post(
+    "/offices/{slug}/call-next", response_model=VisitEventResult | None, summary="Call next"
+)
 def call_next(
     slug: str, body: CallNext, db: DbSession, actor: Operator, request: Request
 ) -> VisitEventResult | None:
@@ -574,6 +582,22 @@ def call_next(
 
 
 # --- import and export ---------------------------------------------------------------------------
+
+
+@router.get(
+    "/cpsv",
+    summary="The directory as CPSV-AP (Turtle or JSON-LD)",
+    response_class=Response,
+    responses={200: {"content": {"text/turtle": {}, "application/ld+json": {}}}},
+)
+def export_cpsv(
+    request: Request,
+    db: DbSession,
+    _actor: PublicActor,
+    format: Annotated[str, Query(pattern="^(turtle|jsonld)$")] = "turtle",
+) -> Response:
+    body = cpsv.serialize(db, request.app.state.settings.base_url, format)
+    return Response(body, media_type=cpsv.FORMATS[format])
 
 
 @router.post("/import/hsds", response_model=ImportResult, summary="Import HSDS documents")

@@ -126,7 +126,7 @@ def seed_directory(session: Session, *, actor: Actor, city: DemoCity) -> dict[st
             cost_options=(
                 [
                     {
-                        "option": service.fee_note or "Fee",
+                        "option": service.fee_note or None,
                         "amount": Decimal(service.fee_cents) / 100,
                         "currency": "USD",
                     }

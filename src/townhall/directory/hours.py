@@ -177,10 +177,10 @@ def open_state(calendar: Calendar, now: datetime) -> OpenState:
     tz = zone(calendar.timezone)
     local_today = now.astimezone(tz).date()
     # Start the day before: yesterday's late interval may still be running after midnight.
-    spans = intervals(calendar, local_today - timedelta(days=1), local_today + timedelta(LOOKAHEAD_DAYS))
-    today = [
-        (s, e) for s, e in spans if s.astimezone(tz).date() == local_today or s <= now < e
-    ]
+    spans = intervals(
+        calendar, local_today - timedelta(days=1), local_today + timedelta(LOOKAHEAD_DAYS)
+    )
+    today = [(s, e) for s, e in spans if s.astimezone(tz).date() == local_today or s <= now < e]
     for start, end in spans:
         if start <= now < end:
             return OpenState(True, end, None, None, today)

@@ -69,7 +69,9 @@ def _iso(value: Any) -> Any:
 # --- output -------------------------------------------------------------------------------------
 
 
-def organization_doc(profile: DirectoryOrganization, *, full: bool = False, session: Session | None = None) -> dict[str, Any]:
+def organization_doc(
+    profile: DirectoryOrganization, *, full: bool = False, session: Session | None = None
+) -> dict[str, Any]:
     org = profile.organization
     doc = _clean(
         {
@@ -90,11 +92,15 @@ def organization_doc(profile: DirectoryOrganization, *, full: bool = False, sess
     )
     if full and session is not None:
         doc["phones"] = [phone_doc(p) for p in _phones(session, organization_id=profile.id)]
-        doc["contacts"] = [contact_doc(session, c) for c in _contacts(session, organization_id=profile.id)]
+        doc["contacts"] = [
+            contact_doc(session, c) for c in _contacts(session, organization_id=profile.id)
+        ]
         doc["locations"] = [
             location_doc(session, loc)
             for loc in session.scalars(
-                select(Location).where(Location.organization_id == profile.id).order_by(Location.name)
+                select(Location)
+                .where(Location.organization_id == profile.id)
+                .order_by(Location.name)
             )
         ]
         doc["funding"] = []
@@ -170,13 +176,17 @@ def schedule_doc(schedule: Schedule, timezone_name: str | None = None) -> dict[s
 
 def _phones(session: Session, **where: str) -> list[Phone]:
     column, value = next(iter(where.items()))
-    return list(session.scalars(select(Phone).where(getattr(Phone, column) == value).order_by(Phone.id)))
+    return list(
+        session.scalars(select(Phone).where(getattr(Phone, column) == value).order_by(Phone.id))
+    )
 
 
 def _contacts(session: Session, **where: str) -> list[Contact]:
     column, value = next(iter(where.items()))
     return list(
-        session.scalars(select(Contact).where(getattr(Contact, column) == value).order_by(Contact.id))
+        session.scalars(
+            select(Contact).where(getattr(Contact, column) == value).order_by(Contact.id)
+        )
     )
 
 
@@ -332,9 +342,13 @@ def service_at_location_doc(
             "description": link.description,
         }
     )
-    doc["contacts"] = [contact_doc(session, c) for c in _contacts(session, service_at_location_id=link.id)]
+    doc["contacts"] = [
+        contact_doc(session, c) for c in _contacts(session, service_at_location_id=link.id)
+    ]
     doc["phones"] = [phone_doc(p) for p in _phones(session, service_at_location_id=link.id)]
-    doc["schedules"] = [schedule_doc(s) for s in _schedules(session, service_at_location_id=link.id)]
+    doc["schedules"] = [
+        schedule_doc(s) for s in _schedules(session, service_at_location_id=link.id)
+    ]
     doc["location"] = location_doc(session, link.location)
     doc["attributes"] = []
     doc["metadata"] = []
@@ -393,7 +407,9 @@ def service_doc(session: Session, service: Service) -> dict[str, Any]:
     return doc
 
 
-def page(items: list[dict[str, Any]], *, total: int, page_number: int, per_page: int) -> dict[str, Any]:
+def page(
+    items: list[dict[str, Any]], *, total: int, page_number: int, per_page: int
+) -> dict[str, Any]:
     total_pages = max(1, -(-total // per_page)) if total else 0
     return {
         "total_items": total,
@@ -430,9 +446,13 @@ TABLES = (
     "attributes",
     "metadata",
     "organization_identifiers",
+    "meta_table_descriptions",
 )
 # File names of the tabular form that differ from the table names above.
-_TABLE_ALIASES = {"service_at_location": "service_at_locations", "accessibility_for_disabilities": "accessibility"}
+_TABLE_ALIASES = {
+    "service_at_location": "service_at_locations",
+    "accessibility_for_disabilities": "accessibility",
+}
 # Nested arrays (key in a parent object) -> table, and the parent's foreign key column.
 _CHILDREN = {
     "organization": {
@@ -587,7 +607,9 @@ def _flatten(
                 _flatten(value, "organization", tables, None)
                 row.setdefault("organization_id", value["id"])
             elif key == "program":
-                tables["programs"].append({k: v for k, v in value.items() if not isinstance(v, (list, dict))})
+                tables["programs"].append(
+                    {k: v for k, v in value.items() if not isinstance(v, (list, dict))}
+                )
                 row.setdefault("program_id", value["id"])
             elif key == "location" and kind == "service_at_location":
                 _flatten(value, "location", tables, None)
@@ -656,7 +678,9 @@ def _to_decimal(value: Any) -> Decimal | None:
 
 
 class _Importer:
-    def __init__(self, session: Session, actor: Actor, tables: dict[str, list[dict[str, Any]]]) -> None:
+    def __init__(
+        self, session: Session, actor: Actor, tables: dict[str, list[dict[str, Any]]]
+    ) -> None:
         self.session = session
         self.actor = actor
         self.rows = {name: _merge_rows(tables.get(name, [])) for name in TABLES}
@@ -697,11 +721,16 @@ class _Importer:
         self.schedules()
         self.service_children()
         self.attributes()
+        for table in ("organization_identifiers", "meta_table_descriptions"):
+            if self.rows[table]:
+                self.report.warnings.append(f"{table}: {len(self.rows[table])} row(s) not kept")
         return self.report
 
     def taxonomies(self) -> None:
         for key, row in self.rows["taxonomies"].items():
-            clash = self.session.scalar(select(Taxonomy).where(Taxonomy.name == row.get("name"), Taxonomy.id != key))
+            clash = self.session.scalar(
+                select(Taxonomy).where(Taxonomy.name == row.get("name"), Taxonomy.id != key)
+            )
             name = row.get("name") or key
             if clash is not None:
                 name = f"{name} ({key[:8]})"
@@ -709,15 +738,28 @@ class _Importer:
                 Taxonomy,
                 "taxonomies",
                 key,
-                {"name": name, "description": row.get("description") or "", "uri": row.get("uri"), "version": row.get("version")},
+                {
+                    "name": name,
+                    "description": row.get("description") or "",
+                    "uri": row.get("uri"),
+                    "version": row.get("version"),
+                },
             )
         for key, row in self.rows["taxonomy_terms"].items():
-            taxonomy_id = self._ref(Taxonomy, row.get("taxonomy_id"), "taxonomy", f"taxonomy term {key}")
+            taxonomy_id = self._ref(
+                Taxonomy, row.get("taxonomy_id"), "taxonomy", f"taxonomy term {key}"
+            )
             taxonomy = self.session.get(Taxonomy, taxonomy_id) if taxonomy_id else None
             code = row.get("code")
-            if taxonomy_id and code and self.session.scalar(
-                select(TaxonomyTerm).where(
-                    TaxonomyTerm.taxonomy_id == taxonomy_id, TaxonomyTerm.code == code, TaxonomyTerm.id != key
+            if (
+                taxonomy_id
+                and code
+                and self.session.scalar(
+                    select(TaxonomyTerm).where(
+                        TaxonomyTerm.taxonomy_id == taxonomy_id,
+                        TaxonomyTerm.code == code,
+                        TaxonomyTerm.id != key,
+                    )
                 )
             ):
                 code = f"{code}-{key[:8]}"
@@ -757,7 +799,9 @@ class _Importer:
                 name = str(row.get("name") or key)
                 slug = actions.slugify(name)
                 existing = account_queries.organization_by_slug(self.session, slug)
-                if existing is not None and queries.directory_organization(self.session, existing.id):
+                if existing is not None and queries.directory_organization(
+                    self.session, existing.id
+                ):
                     slug = actions.slugify(f"{name}-{key[:8]}")
                 profile = actions.ensure_directory_organization(
                     self.session,
@@ -778,7 +822,9 @@ class _Importer:
         self.session.flush()
 
     def _owner_check(self, organization_id: str | None, what: str) -> None:
-        owner = self.session.get(DirectoryOrganization, organization_id) if organization_id else None
+        owner = (
+            self.session.get(DirectoryOrganization, organization_id) if organization_id else None
+        )
         if not queries.can_manage(self.actor, "directory:edit", owner):
             raise PermissionDenied(f"directory:edit for {what}")
 
@@ -799,24 +845,36 @@ class _Importer:
             location_id = row.get("location_id")
             current = addresses.get(location_id)
             # Prefer the physical address; keep the first otherwise.
-            if current is None or (row.get("address_type") == "physical" and current.get("address_type") != "physical"):
+            if current is None or (
+                row.get("address_type") == "physical" and current.get("address_type") != "physical"
+            ):
                 addresses[location_id] = row
         accessibility: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in self.rows["accessibility"].values():
-            accessibility[row.get("location_id")].append({k: v for k, v in row.items() if k != "location_id"})
+            accessibility[row.get("location_id")].append(
+                {k: v for k, v in row.items() if k != "location_id"}
+            )
         languages: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in self.rows["languages"].values():
             if row.get("location_id"):
                 languages[row["location_id"]].append(_language(row))
         for key, row in self.rows["locations"].items():
-            organization_id = self._ref(DirectoryOrganization, row.get("organization_id"), "organization", f"location {key}")
+            organization_id = self._ref(
+                DirectoryOrganization, row.get("organization_id"), "organization", f"location {key}"
+            )
             self._owner_check(organization_id, f"location {key}")
             lat, lon = _to_float(row.get("latitude")), _to_float(row.get("longitude"))
             if lat is not None and not (-90 <= lat <= 90 and -180 <= (lon or 0) <= 180):
-                self.report.warnings.append(f"location {key}: coordinates {lat},{lon} are not on Earth; dropped")
+                self.report.warnings.append(
+                    f"location {key}: coordinates {lat},{lon} are not on Earth; dropped"
+                )
                 lat = lon = None
             address = addresses.get(key, {})
-            location_type = row.get("location_type") if row.get("location_type") in ("physical", "postal", "virtual") else "physical"
+            location_type = (
+                row.get("location_type")
+                if row.get("location_type") in ("physical", "postal", "virtual")
+                else "physical"
+            )
             values = {
                 "slug": self._unique_slug(Location, str(row.get("name") or key), key),
                 "organization_id": organization_id,
@@ -857,18 +915,30 @@ class _Importer:
         funding: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in self.rows["funding"].values():
             if row.get("service_id"):
-                funding[row["service_id"]].append({k: v for k, v in row.items() if k not in ("service_id", "organization_id")})
+                funding[row["service_id"]].append(
+                    {k: v for k, v in row.items() if k not in ("service_id", "organization_id")}
+                )
         metadata: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in self.rows["metadata"].values():
             metadata[row.get("resource_id")].append(row)
         for key, row in self.rows["services"].items():
-            organization_id = self._ref(DirectoryOrganization, row.get("organization_id"), "organization", f"service {key}")
+            organization_id = self._ref(
+                DirectoryOrganization, row.get("organization_id"), "organization", f"service {key}"
+            )
             self._owner_check(organization_id, f"service {key}")
-            status = row.get("status") if row.get("status") in ("active", "inactive", "defunct", "temporarily closed") else "active"
+            status = (
+                row.get("status")
+                if row.get("status") in ("active", "inactive", "defunct", "temporarily closed")
+                else "active"
+            )
             program = self.rows["programs"].get(row.get("program_id") or "")
             extras: dict[str, Any] = {}
             if program:
-                extras["program"] = {k: v for k, v in program.items() if k in ("id", "name", "alternate_name", "description")}
+                extras["program"] = {
+                    k: v
+                    for k, v in program.items()
+                    if k in ("id", "name", "alternate_name", "description")
+                }
             if funding.get(key):
                 extras["funding"] = funding[key]
             if metadata.get(key):
@@ -903,8 +973,12 @@ class _Importer:
 
     def service_at_locations(self) -> None:
         for key, row in self.rows["service_at_locations"].items():
-            service_id = self._ref(Service, row.get("service_id"), "service", f"service_at_location {key}")
-            location_id = self._ref(Location, row.get("location_id"), "location", f"service_at_location {key}")
+            service_id = self._ref(
+                Service, row.get("service_id"), "service", f"service_at_location {key}"
+            )
+            location_id = self._ref(
+                Location, row.get("location_id"), "location", f"service_at_location {key}"
+            )
             if service_id is None or location_id is None:
                 continue
             other = self.session.scalar(
@@ -915,26 +989,40 @@ class _Importer:
                 )
             )
             if other is not None:
-                self.report.warnings.append(f"service_at_location {key}: the pair is already linked as {other.id}")
+                self.report.warnings.append(
+                    f"service_at_location {key}: the pair is already linked as {other.id}"
+                )
                 continue
             self._upsert(
                 ServiceAtLocation,
                 "service_at_locations",
                 key,
-                {"service_id": service_id, "location_id": location_id, "description": row.get("description"), "updated_at": utcnow()},
+                {
+                    "service_id": service_id,
+                    "location_id": location_id,
+                    "description": row.get("description"),
+                    "updated_at": utcnow(),
+                },
             )
 
     def _parents(self, row: dict[str, Any], owner: str) -> dict[str, Any]:
         return {
             "service_id": self._ref(Service, row.get("service_id"), "service", owner),
             "location_id": self._ref(Location, row.get("location_id"), "location", owner),
-            "service_at_location_id": self._ref(ServiceAtLocation, row.get("service_at_location_id"), "service_at_location", owner),
+            "service_at_location_id": self._ref(
+                ServiceAtLocation, row.get("service_at_location_id"), "service_at_location", owner
+            ),
         }
 
     def contacts(self) -> None:
         for key, row in self.rows["contacts"].items():
             values = self._parents(row, f"contact {key}") | {
-                "organization_id": self._ref(DirectoryOrganization, row.get("organization_id"), "organization", f"contact {key}"),
+                "organization_id": self._ref(
+                    DirectoryOrganization,
+                    row.get("organization_id"),
+                    "organization",
+                    f"contact {key}",
+                ),
                 "name": row.get("name"),
                 "title": row.get("title"),
                 "department": row.get("department"),
@@ -949,7 +1037,12 @@ class _Importer:
                 languages[row["phone_id"]].append(_language(row))
         for key, row in self.rows["phones"].items():
             values = self._parents(row, f"phone {key}") | {
-                "organization_id": self._ref(DirectoryOrganization, row.get("organization_id"), "organization", f"phone {key}"),
+                "organization_id": self._ref(
+                    DirectoryOrganization,
+                    row.get("organization_id"),
+                    "organization",
+                    f"phone {key}",
+                ),
                 "contact_id": self._ref(Contact, row.get("contact_id"), "contact", f"phone {key}"),
                 "number": str(row.get("number") or ""),
                 "extension": _to_int(row.get("extension")),
@@ -968,7 +1061,9 @@ class _Importer:
                 "timezone_offset": _to_float(row.get("timezone")),
                 "until": row.get("until"),
                 "count": _to_int(row.get("count")),
-                "wkst": row.get("wkst") if row.get("wkst") in ("MO", "TU", "WE", "TH", "FR", "SA", "SU") else None,
+                "wkst": row.get("wkst")
+                if row.get("wkst") in ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+                else None,
                 "freq": row.get("freq") if row.get("freq") in ("WEEKLY", "MONTHLY") else None,
                 "interval": _to_int(row.get("interval")),
                 "byday": row.get("byday"),
@@ -983,17 +1078,27 @@ class _Importer:
                 "notes": row.get("notes"),
             }
             if values["freq"] not in (None, "WEEKLY"):
-                self.report.warnings.append(f"schedule {key}: {values['freq']} rules are shown but not used for open-now")
+                self.report.warnings.append(
+                    f"schedule {key}: {values['freq']} rules are shown but not used for open-now"
+                )
             self._upsert(Schedule, "schedules", key, values)
 
     def service_children(self) -> None:
-        for table, model in (("required_documents", RequiredDocument), ("cost_options", CostOption)):
+        for table, model in (
+            ("required_documents", RequiredDocument),
+            ("cost_options", CostOption),
+        ):
             for n, (key, row) in enumerate(self.rows[table].items()):
                 service_id = self._ref(Service, row.get("service_id"), "service", f"{table} {key}")
                 if service_id is None:
                     continue
                 if model is RequiredDocument:
-                    values = {"service_id": service_id, "document": row.get("document") or "", "uri": row.get("uri"), "position": n}
+                    values = {
+                        "service_id": service_id,
+                        "document": row.get("document") or "",
+                        "uri": row.get("uri"),
+                        "position": n,
+                    }
                 else:
                     values = {
                         "service_id": service_id,
@@ -1009,21 +1114,32 @@ class _Importer:
 
     def attributes(self) -> None:
         for key, row in self.rows["attributes"].items():
-            term_id = self._ref(TaxonomyTerm, row.get("taxonomy_term_id"), "taxonomy term", f"attribute {key}")
+            term_id = self._ref(
+                TaxonomyTerm, row.get("taxonomy_term_id"), "taxonomy term", f"attribute {key}"
+            )
             link_id = row.get("link_id")
             if term_id is None:
                 continue
             if not self._exists(Service, link_id):
-                self.report.warnings.append(f"attribute {key}: only attributes of services are kept")
+                self.report.warnings.append(
+                    f"attribute {key}: only attributes of services are kept"
+                )
                 continue
             clash = self.session.scalar(
                 select(ServiceTerm).where(
-                    ServiceTerm.service_id == link_id, ServiceTerm.taxonomy_term_id == term_id, ServiceTerm.id != key
+                    ServiceTerm.service_id == link_id,
+                    ServiceTerm.taxonomy_term_id == term_id,
+                    ServiceTerm.id != key,
                 )
             )
             if clash is not None:
                 continue
-            self._upsert(ServiceTerm, "attributes", key, {"service_id": link_id, "taxonomy_term_id": term_id, "value": row.get("value")})
+            self._upsert(
+                ServiceTerm,
+                "attributes",
+                key,
+                {"service_id": link_id, "taxonomy_term_id": term_id, "value": row.get("value")},
+            )
 
 
 def _language(row: dict[str, Any]) -> dict[str, Any]:

@@ -72,7 +72,9 @@ def _respond(
         return StreamingResponse(lines(), media_type="application/x-ndjson")
     start = (page_number - 1) * per_page
     chunk = [render(item) for item in items[start : start + per_page]]
-    return JSONResponse(hsds.page(chunk, total=len(items), page_number=page_number, per_page=per_page))
+    return JSONResponse(
+        hsds.page(chunk, total=len(items), page_number=page_number, per_page=per_page)
+    )
 
 
 @router.get("/", summary="About this HSDS API")
@@ -85,9 +87,7 @@ def about(request: Request, _actor: PublicActor) -> dict[str, str]:
     }
 
 
-def _location_filter(
-    db: Session, postcode: str | None, proximity: str | None
-) -> list[str] | None:
+def _location_filter(db: Session, postcode: str | None, proximity: str | None) -> list[str] | None:
     """Location ids near a postcode's centroid (`proximity` metres) or with that postcode."""
     if not postcode and not proximity:
         return None
@@ -222,9 +222,7 @@ def list_service_at_locations(
             if k in ("id", "service_id", "location_id", "description", "service")
         }
         doc["location"] = {
-            k: v
-            for k, v in hsds.location_doc(db, link.location).items()
-            if not isinstance(v, list)
+            k: v for k, v in hsds.location_doc(db, link.location).items() if not isinstance(v, list)
         }
         return doc
 
@@ -312,7 +310,9 @@ def list_taxonomies(
         taxonomies = [
             t for t in taxonomies if needle in t.name.lower() or needle in t.description.lower()
         ]
-    return _respond(taxonomies, hsds.taxonomy_doc, page_number=page, per_page=per_page, format=format)
+    return _respond(
+        taxonomies, hsds.taxonomy_doc, page_number=page, per_page=per_page, format=format
+    )
 
 
 @router.get("/taxonomies/{id}", summary="A taxonomy")

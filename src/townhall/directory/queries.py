@@ -81,7 +81,9 @@ def location_by_ref(session: Session, ref: str) -> Location | None:
 
 def directory_organization(session: Session, organization_id: int) -> DirectoryOrganization | None:
     return session.scalar(
-        select(DirectoryOrganization).where(DirectoryOrganization.organization_id == organization_id)
+        select(DirectoryOrganization).where(
+            DirectoryOrganization.organization_id == organization_id
+        )
     )
 
 
@@ -101,9 +103,7 @@ def terms_in(session: Session, taxonomy: str) -> list[tuple[TaxonomyTerm, int]]:
         select(TaxonomyTerm, func.count(Service.id))
         .join(Taxonomy, TaxonomyTerm.taxonomy_id == Taxonomy.id)
         .outerjoin(ServiceTerm, ServiceTerm.taxonomy_term_id == TaxonomyTerm.id)
-        .outerjoin(
-            Service, (Service.id == ServiceTerm.service_id) & (Service.status != "defunct")
-        )
+        .outerjoin(Service, (Service.id == ServiceTerm.service_id) & (Service.status != "defunct"))
         .where(Taxonomy.name == taxonomy)
         .group_by(TaxonomyTerm.id)
         .order_by(TaxonomyTerm.name)
@@ -253,7 +253,7 @@ def calendar_for(location: Location, schedules: Sequence[Schedule]) -> hours.Cal
 
 
 def weekly_table(schedules: Sequence[Schedule]) -> list[tuple[str, list[str]]]:
-    """("Monday", ["08:30–12:00", "13:00–16:30"]) for each day, for pages."""
+    """("Monday", ["08:30-12:00", "13:00-16:30"]) for each day, for pages (en dashes)."""
     names = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
     weekly = hours.weekly_from_rows(
         [(s.byday, s.opens_at, s.closes_at, None, None) for s in schedules if not s.is_exception]
@@ -312,9 +312,7 @@ def office_status(
     """
     now = now or utcnow()
     state = hours.open_state(calendar_for(location, location_schedules(session, location)), now)
-    closure_over = (
-        location.expected_return_at is not None and location.expected_return_at <= now
-    )
+    closure_over = location.expected_return_at is not None and location.expected_return_at <= now
     if location.condition == "unexpectedly_closed" and not closure_over:
         return OfficeStatus(
             "unexpectedly_closed",
@@ -328,9 +326,7 @@ def office_status(
     if state.is_open:
         kind = "reduced" if location.condition == "reduced" else "open"
         message = location.status_message if location.condition != "normal" else None
-        return OfficeStatus(
-            kind, STATE_LABELS[kind], message, None, state.closes_at, None, None
-        )
+        return OfficeStatus(kind, STATE_LABELS[kind], message, None, state.closes_at, None, None)
     return OfficeStatus(
         "closed",
         STATE_LABELS["closed"],
@@ -340,6 +336,31 @@ def office_status(
         state.next_opens_at,
         state.closed_reason,
     )
+
+
+def _local_label(value: datetime | None, tz: str, now: datetime) -> str | None:
+    if value is None:
+        return None
+    zone = hours.zone(tz)
+    local = value.astimezone(zone)
+    if local.date() == now.astimezone(zone).date():
+        return f"today {local:%H:%M}"
+    return f"{local:%a %d %b %H:%M}"
+
+
+def status_text(status: OfficeStatus, tz: str, now: datetime | None = None) -> str:
+    """One line a resident reads: "Open now, until 16:30" / "Closed (Memorial Day), opens
+    Tue 26 May 08:30", in the office's local time."""
+    now = now or utcnow()
+    if status.state in ("open", "reduced"):
+        until = _local_label(status.closes_at, tz, now)
+        return f"{status.label}, until {until.removeprefix('today ')}" if until else status.label
+    if status.state == "unexpectedly_closed":
+        back = _local_label(status.expected_return_at, tz, now)
+        return f"{status.label}, expected back {back}" if back else status.label
+    opens = _local_label(status.next_opens_at, tz, now)
+    reason = f" ({status.closed_reason.split(': ', 1)[-1]})" if status.closed_reason else ""
+    return f"Closed{reason}, opens {opens}" if opens else f"Closed{reason}"
 
 
 def active_incidents(
@@ -490,10 +511,12 @@ def office_live(session: Session, location: Location, now: datetime | None = Non
     """Everything a live page shows for one office, as published on `office.<slug>`."""
     now = now or utcnow()
     queues = queue_summaries(session, location, now)
+    status = office_status(session, location, now)
     return {
         "office": location.slug,
         "name": location.name,
-        "status": office_status(session, location, now).as_dict(),
+        "status": status.as_dict(),
+        "status_text": status_text(status, location.timezone, now),
         "queues": [q.as_dict() for q in queues],
         "waiting": sum(q.waiting for q in queues),
         "served_today": sum(q.served_today for q in queues),
@@ -573,7 +596,9 @@ def offices_for_service(
             (q for q in queue_summaries(session, location, now) if q.service_id == service.id),
             None,
         )
-        result.append(NearbyOffice(location, distance, office_status(session, location, now), queue))
+        result.append(
+            NearbyOffice(location, distance, office_status(session, location, now), queue)
+        )
     open_states = ("open", "reduced")
     result.sort(
         key=lambda n: (

@@ -104,11 +104,12 @@ class _ServiceFields(StrictInput):
         data = self.model_dump(exclude_unset=exclude_unset, exclude={"slug", "organization"})
         if data.get("languages") is not None:
             data["languages"] = [
-                language_doc(item["code"], item.get("name"))
-                for item in data["languages"]
+                language_doc(item["code"], item.get("name")) for item in data["languages"]
             ]
         if data.get("documents") is not None:
-            data["documents"] = [{k: v for k, v in d.items() if v is not None} for d in data["documents"]]
+            data["documents"] = [
+                {k: v for k, v in d.items() if v is not None} for d in data["documents"]
+            ]
         return data
 
 
@@ -275,7 +276,7 @@ class ServicePage(PublicOutput):
     limit: int
     offset: int
     items: list[ServiceSummary]
-    did_you_mean: list[str] = []
+    did_you_mean: list[str] = Field(default_factory=list)
 
 
 class HoursPublic(PublicOutput):
@@ -357,6 +358,7 @@ class OfficeLive(PublicOutput):
     office: str
     name: str
     status: OfficeStatusPublic
+    status_text: str
     queues: list[QueuePublic]
     waiting: int
     served_today: int

@@ -22,8 +22,38 @@ from dataclasses import dataclass
 
 _WORD = re.compile(r"[a-z0-9]+")
 STOPWORDS = frozenset(
-    "a an and are at be can do for from get how i in is it me my need of on or the to want "
-    "what where with you your".split()
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "at",
+        "be",
+        "can",
+        "do",
+        "for",
+        "from",
+        "get",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "need",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "want",
+        "what",
+        "where",
+        "with",
+        "you",
+        "your",
+    }
 )
 FIELD_WEIGHTS = {"name": 3.0, "keywords": 2.5, "terms": 1.5, "description": 1.0}
 
@@ -103,7 +133,9 @@ def rank(documents: Sequence[Document], query: str, *, limit: int = 1000) -> lis
             vocabulary[term] = vocabulary.get(term, 0) + 1
     total = len(documents)
     # For each query word, the vocabulary words it stands for and how well.
-    expansions = [_expand(word, vocabulary, last=i == len(wanted) - 1) for i, word in enumerate(wanted)]
+    expansions = [
+        _expand(word, vocabulary, last=i == len(wanted) - 1) for i, word in enumerate(wanted)
+    ]
     needed = max(1, math.ceil(len(wanted) / 2))
     hits = []
     for doc, fields in indexed:

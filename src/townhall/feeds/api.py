@@ -59,7 +59,9 @@ def dcat_catalog(
     if modified_since is not None:
         params["modified_since"] = modified_since.isoformat()
     query = urlencode(params)
-    page_url = f"{links.base(settings.base_url)}/catalog.{fmt}?{query}{'&' if query else ''}page={{page}}"
+    page_url = (
+        f"{links.base(settings.base_url)}/catalog.{fmt}?{query}{'&' if query else ''}page={{page}}"
+    )
     builder.paging(page_url, page=page, page_size=page_size, total=len(datasets))
     body, media_type = dcat.serialize(builder.graph, fmt)
     return Response(body, media_type=media_type)
@@ -96,9 +98,7 @@ def data_json(request: Request, db: DbSession, _actor: PublicActor) -> JSONRespo
     return JSONResponse(document)
 
 
-@router.get(
-    "/datasets/{slug}/datapackage.json", summary="Frictionless Data Package of one dataset"
-)
+@router.get("/datasets/{slug}/datapackage.json", summary="Frictionless Data Package of one dataset")
 def data_package(slug: str, request: Request, db: DbSession, _actor: PublicActor) -> JSONResponse:
     settings = _settings(request)
     dataset = queries.public_dataset(db, slug)

@@ -123,7 +123,9 @@ def descriptor(
     }
     if dataset.description:
         package["description"] = dataset.description
-    keywords = list(dataset.keywords or []) + [THEMES[t] for t in dataset.themes or [] if t in THEMES]
+    keywords = list(dataset.keywords or []) + [
+        THEMES[t] for t in dataset.themes or [] if t in THEMES
+    ]
     if keywords:
         package["keywords"] = list(dict.fromkeys(keywords))
     license = LICENSES.get(dataset.license_id or "")

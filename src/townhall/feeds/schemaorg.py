@@ -56,7 +56,9 @@ def schemaorg_jsonld(
     }
     if dataset.last_published_at is not None:
         document["datePublished"] = dataset.last_published_at.isoformat()
-    keywords = list(dataset.keywords or []) + [THEMES[t] for t in dataset.themes or [] if t in THEMES]
+    keywords = list(dataset.keywords or []) + [
+        THEMES[t] for t in dataset.themes or [] if t in THEMES
+    ]
     if keywords:
         document["keywords"] = list(dict.fromkeys(keywords))
     license = LICENSES.get(dataset.license_id or "")

@@ -14,6 +14,7 @@ import smtplib
 import ssl
 import time
 from dataclasses import dataclass
+from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, Literal
@@ -69,7 +70,8 @@ def build_email(
     message_id: int,
     unsubscribe_url: str | None,
 ) -> EmailMessage:
-    email = EmailMessage()
+    # Long headers (the unsubscribe URL) are not folded: some mail clients mangle folded URLs.
+    email = EmailMessage(policy=email_policy.default.clone(max_line_length=998))
     email["From"] = settings.mail_from
     email["To"] = to
     email["Subject"] = subject

@@ -363,7 +363,7 @@ def queue_counts(session: Session, *, organization_ids: Sequence[int] = ()) -> d
     )
     if organization_ids:
         query = query.where(ServiceRequest.organization_id.in_(list(organization_ids)))
-    return dict(session.execute(query).tuples().all())
+    return {sub_status: count for sub_status, count in session.execute(query)}
 
 
 def district_codes(session: Session) -> list[str]:

@@ -16,13 +16,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from townhall.accounts import queries as account_queries
 from townhall.accounts.auth import PublicActor, check_csrf, requires
 from townhall.actor import Actor
-from townhall.db import unit_of_work, utcnow
+from townhall.db import utcnow
 from townhall.deps import DbSession
 from townhall.errors import NotFoundError, TownhallError
 from townhall.service_requests import actions, queries
@@ -52,6 +51,48 @@ _FORM_ERRORS = frozenset({404, 409, 413, 415, 422, 429})
 
 
 # Helpers ---------------------------------------------------------------------------------------
+
+
+async def _read_form(request: Request) -> FormData:
+    try:
+        return await request.form(max_files=2, max_fields=600)
+    except Exception as error:  # a malformed multipart body is the client's fault
+        raise actions._invalid(["body"], f"the form could not be read: {error}", 400) from None
+
+
+async def _public_form(request: Request, actor: PublicActor) -> FormData:
+    """The form of an anonymous-friendly POST, after its CSRF check."""
+    await check_csrf(request, actor)
+    return await _read_form(request)
+
+
+# POST routes are sync and share the request's unit of work with `current_actor` (on SQLite a
+# second transaction would wait for the first one's write lock).
+Form = Annotated[FormData, Depends(_read_form)]
+PublicForm = Annotated[FormData, Depends(_public_form)]
+
+
+def _attempt(db: Session, work: Any) -> Any:
+    """Run `work()` in a savepoint: on a TownhallError its writes and the side effects it
+    queued are dropped, and the caller can show the form again in the same transaction."""
+    queued = len(db.info.get("after_commit", []))
+    savepoint = db.begin_nested()
+    try:
+        result = work()
+        savepoint.commit()
+        return result
+    except TownhallError:
+        savepoint.rollback()
+        del db.info.setdefault("after_commit", [])[queued:]
+        raise
+
+
+def _upload(form: FormData, name: str) -> tuple[str | None, bytes | None]:
+    upload = form.get(name)
+    if isinstance(upload, UploadFile) and upload.filename:
+        upload.file.seek(0)
+        return upload.filename, upload.file.read(actions.ATTACHMENT_MAX_BYTES + 1)
+    return None, None
 
 
 def _key_cookie(code: str) -> str:
@@ -218,30 +259,16 @@ def _render_form(
 
 
 @router.post("/requests/new", response_class=HTMLResponse)
-async def submit_request_form(request: Request, actor: PublicActor) -> Response:
-    await check_csrf(request, actor)
-    form = await request.form(max_files=1, max_fields=300)
-    photo = form.get("photo")
-    photo_bytes = await photo.read() if isinstance(photo, UploadFile) and photo.filename else None
-    photo_name = photo.filename if isinstance(photo, UploadFile) else None
-    return await run_in_threadpool(
-        _submit_form, request, actor, form, photo_name, photo_bytes
-    )
-
-
-def _submit_form(
-    request: Request,
-    actor: Actor,
-    form: FormData,
-    photo_name: str | None,
-    photo_bytes: bytes | None,
+def submit_request_form(
+    request: Request, actor: PublicActor, db: DbSession, form: PublicForm
 ) -> Response:
     values = _form_values(form)
     if _text(form, "website"):
         # The honeypot: a field people never see and bots fill in. Answer as if it worked.
         return RedirectResponse("/requests?received=1", status_code=303)
-    factory = request.app.state.session_factory
-    try:
+    photo_name, photo_bytes = _upload(form, "photo")
+
+    def work() -> Response | actions.Submitted:
         submission = actions.Submission(
             service_code=_text(form, "service_code", 64) or "",
             description=_text(form, "description", 5000) or "",
@@ -257,41 +284,43 @@ def _submit_form(
         )
         if not submission.service_code:
             raise actions._invalid(["service_code"], "choose what you are reporting")
-        with unit_of_work(factory) as db:
-            if not _text(form, "confirm_new") and submission.lat is not None and submission.long is not None:
-                service = queries.service_by_code(db, submission.service_code)
-                if service is not None:
-                    duplicates = queries.nearby_open_requests(
-                        db,
-                        service_id=service.id,
-                        lat=submission.lat,
-                        long=submission.long,
-                        radius_m=DUPLICATE_RADIUS_M,
-                    )
-                    if duplicates:
-                        return _render_form(
-                            request, db, actor, values, error=None, duplicates=duplicates
-                        )
-            submitted = actions.submit_request(
-                db, actor=actor, submission=submission, effects=effects_for(request)
-            )
-            code = submitted.request.tracking_code
-            if photo_bytes:
-                actions.add_attachment(
+        if not _text(form, "confirm_new") and submission.lat is not None and submission.long is not None:
+            service = queries.service_by_code(db, submission.service_code)
+            if service is not None:
+                duplicates = queries.nearby_open_requests(
                     db,
-                    actor=actor,
-                    code=code,
-                    filename=photo_name or "photo",
-                    data=photo_bytes,
-                    key=submitted.resident_key,
+                    service_id=service.id,
+                    lat=submission.lat,
+                    long=submission.long,
+                    radius_m=DUPLICATE_RADIUS_M,
                 )
+                if duplicates:
+                    return _render_form(request, db, actor, values, error=None, duplicates=duplicates)
+        submitted = actions.submit_request(
+            db, actor=actor, submission=submission, effects=effects_for(request)
+        )
+        if photo_bytes:
+            actions.add_attachment(
+                db,
+                actor=actor,
+                code=submitted.request.tracking_code,
+                filename=photo_name or "photo",
+                data=photo_bytes,
+                key=submitted.resident_key,
+            )
+        return submitted
+
+    try:
+        outcome = _attempt(db, work)
     except TownhallError as error:
         if error.status not in _FORM_ERRORS:
             raise
-        with unit_of_work(factory) as db:
-            return _render_form(request, db, actor, values, error=error)
+        return _render_form(request, db, actor, values, error=error)
+    if isinstance(outcome, Response):
+        return outcome
+    code = outcome.request.tracking_code
     response = RedirectResponse(f"/requests/{code}?created=1", status_code=303)
-    _set_key_cookie(response, request, code, submitted.resident_key)
+    _set_key_cookie(response, request, code, outcome.resident_key)
     return response
 
 
@@ -373,58 +402,36 @@ def private_link(
 
 
 @router.post("/requests/{code}/messages", response_class=HTMLResponse)
-async def resident_message(code: str, request: Request, actor: PublicActor) -> Response:
-    await check_csrf(request, actor)
-    form = await request.form(max_files=1, max_fields=20)
-    photo = form.get("photo")
-    photo_bytes = await photo.read() if isinstance(photo, UploadFile) and photo.filename else None
-    photo_name = photo.filename if isinstance(photo, UploadFile) else None
-    return await run_in_threadpool(
-        _resident_message, code, request, actor, form, photo_name, photo_bytes
-    )
-
-
-def _resident_message(
-    code: str,
-    request: Request,
-    actor: Actor,
-    form: FormData,
-    photo_name: str | None,
-    photo_bytes: bytes | None,
+def resident_message(
+    code: str, request: Request, actor: PublicActor, db: DbSession, form: PublicForm
 ) -> Response:
     code = code.upper()
     key = _resident_key(request, code)
     body = _text(form, "body")
-    with unit_of_work(request.app.state.session_factory) as db:
-        if body:
-            actions.message_from_resident(
-                db, actor=actor, code=code, key=key or "", body=body, effects=effects_for(request)
-            )
-        if photo_bytes:
-            actions.add_attachment(
-                db, actor=actor, code=code, filename=photo_name or "photo", data=photo_bytes,
-                key=key,
-            )  # fmt: skip
-        if not body and not photo_bytes:
-            raise actions._invalid(["body"], "write a message or attach a photo")
+    photo_name, photo_bytes = _upload(form, "photo")
+    if not body and not photo_bytes:
+        raise actions._invalid(["body"], "write a message or attach a photo")
+    if body:
+        actions.message_from_resident(
+            db, actor=actor, code=code, key=key or "", body=body, effects=effects_for(request)
+        )
+    if photo_bytes:
+        actions.add_attachment(
+            db, actor=actor, code=code, filename=photo_name or "photo", data=photo_bytes, key=key
+        )
     return RedirectResponse(f"/requests/{code}?sent=1#messages", status_code=303)
 
 
 @router.post("/requests/{code}/follow", response_class=HTMLResponse)
-async def follow(code: str, request: Request, actor: PublicActor) -> Response:
-    await check_csrf(request, actor)
-    form = await request.form(max_files=0, max_fields=20)
+def follow(
+    code: str, request: Request, actor: PublicActor, db: DbSession, form: PublicForm
+) -> Response:
+    found = queries.request_by_code(db, code)
+    if found is None:
+        raise NotFoundError("request", code)
     email = _text(form, "email", 320) or ""
-    return await run_in_threadpool(_follow, code, request, actor, email)
-
-
-def _follow(code: str, request: Request, actor: Actor, email: str) -> Response:
-    with unit_of_work(request.app.state.session_factory) as db:
-        found = queries.request_by_code(db, code)
-        if found is None:
-            raise NotFoundError("request", code)
-        actions.follow_request(db, actor=actor, code=code, email=email, effects=effects_for(request))
-        return RedirectResponse(f"/requests/{found.tracking_code}?followed=1", status_code=303)
+    actions.follow_request(db, actor=actor, code=code, email=email, effects=effects_for(request))
+    return RedirectResponse(f"/requests/{found.tracking_code}?followed=1", status_code=303)
 
 
 @router.get("/requests/{code}/attachments/{attachment_id}")
@@ -527,38 +534,31 @@ def queue_page(
 
 
 @router.post("/staff/queue/bulk")
-async def queue_bulk(request: Request, actor: Worker) -> Response:
+def queue_bulk(request: Request, actor: Worker, db: DbSession, form: Form) -> Response:
     """One action on the ticked requests: assign to me, set a priority, or change status.
     Each request goes through the same audited action as one by one; the first refusal
     stops the batch and undoes it (one transaction)."""
-    form = await request.form(max_files=0, max_fields=600)
     codes = [v for k, v in form.multi_items() if k == "code" and isinstance(v, str)][:500]
     operation = _text(form, "operation", 60) or ""
     back = _text(form, "back", 1000) or ""
-    return await run_in_threadpool(_bulk, request, actor, codes, operation, back)
-
-
-def _bulk(request: Request, actor: Actor, codes: list[str], operation: str, back: str) -> Response:
     if not codes:
         raise actions._invalid(["code"], "tick at least one request")
     effects = effects_for(request)
-    with unit_of_work(request.app.state.session_factory) as db:
-        for code in codes:
-            if operation == "assign_me":
-                actions.assign(db, actor=actor, code=code, user_id=actor.user_id, effects=effects)
-            elif operation.startswith("priority:") and operation[9:].isdigit():
-                actions.set_priority(
-                    db, actor=actor, code=code, priority=int(operation[9:]), effects=effects
-                )
-            elif operation.startswith("status:") and operation[7:] in SUB_STATUSES:
-                actions.transition(db, actor=actor, code=code, to=operation[7:], effects=effects)
-            else:
-                raise actions._invalid(["operation"], "choose what to do")
-    separator = "&" if "?" in back else "?"
+    for code in codes:
+        if operation == "assign_me":
+            actions.assign(db, actor=actor, code=code, user_id=actor.user_id, effects=effects)
+        elif operation.startswith("priority:") and operation[9:].isdigit():
+            actions.set_priority(
+                db, actor=actor, code=code, priority=int(operation[9:]), effects=effects
+            )
+        elif operation.startswith("status:") and operation[7:] in SUB_STATUSES:
+            actions.transition(db, actor=actor, code=code, to=operation[7:], effects=effects)
+        else:
+            raise actions._invalid(["operation"], "choose what to do")
     target = back if back.startswith("/staff/queue") else "/staff/queue"
-    return RedirectResponse(
-        f"{target}{separator}done={len(codes)}+updated", status_code=303
-    )
+    separator = "&" if "?" in target else "?"
+    done = urlencode({"done": f"{len(codes)} updated"})
+    return RedirectResponse(f"{target}{separator}{done}", status_code=303)
 
 
 # Staff: one request ----------------------------------------------------------------------------
@@ -616,34 +616,22 @@ def _render_manage(
 
 
 @router.post("/requests/{code}/manage", response_class=HTMLResponse)
-async def manage(code: str, request: Request, actor: Worker) -> Response:
-    form = await request.form(max_files=1, max_fields=50)
-    upload = form.get("file")
-    data = await upload.read() if isinstance(upload, UploadFile) and upload.filename else None
-    name = upload.filename if isinstance(upload, UploadFile) else None
-    return await run_in_threadpool(_manage, code, request, actor, form, name, data)
-
-
-def _manage(
-    code: str,
-    request: Request,
-    actor: Actor,
-    form: FormData,
-    file_name: str | None,
-    file_data: bytes | None,
-) -> Response:
+def manage(code: str, request: Request, actor: Worker, db: DbSession, form: Form) -> Response:
     code = code.upper()
     operation = _text(form, "operation", 40) or ""
     effects = effects_for(request)
-    factory = request.app.state.session_factory
+    file_name, file_data = _upload(form, "file")
     try:
-        with unit_of_work(factory) as db:
-            done = _apply_operation(db, actor, code, operation, form, effects, file_name, file_data)
+        done = _attempt(
+            db,
+            lambda: _apply_operation(
+                db, actor, code, operation, form, effects, file_name, file_data
+            ),
+        )
     except TownhallError as error:
         if error.status not in _FORM_ERRORS or error.code == "request_not_found":
             raise
-        with unit_of_work(factory) as db:
-            return _render_manage(request, db, actor, code, done="", error=error)
+        return _render_manage(request, db, actor, code, done="", error=error)
     return RedirectResponse(
         f"/requests/{code}/manage?{urlencode({'done': done})}", status_code=303
     )

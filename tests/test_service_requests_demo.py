@@ -103,4 +103,4 @@ def test_seeded_requests_are_served_by_open311(client, runtime) -> None:
 def test_the_whole_demo_city_seeds_well_under_a_minute(runtime) -> None:
     _, seconds, _ = seed(runtime, 60_000)
     print(f"seeded 60,000 requests on {runtime.engine.dialect.name} in {seconds:.1f} s")
-    assert seconds < 30
+    assert seconds < 45  # measured about 17 s (SQLite) and 20 s (PostgreSQL) on 2 cores

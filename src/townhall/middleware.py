@@ -17,7 +17,17 @@ from townhall.errors import error_body
 from townhall.request_context import reset_request_id, set_request_id
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-UPLOAD_PATH_MARKERS = ("/upload", "/ingest", "/attachments")
+# Paths that take files get the upload limit instead of the JSON body limit (CKAN's included).
+UPLOAD_PATH_MARKERS = (
+    "/upload",
+    "/ingest",
+    "/attachments",
+    "/resource_create",
+    "/resource_update",
+    "/resource_patch",
+    "/datastore_create",
+    "/datastore_upsert",
+)
 
 
 class RequestIdMiddleware:

@@ -8,6 +8,7 @@ import json
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import duckdb
 import pytest
@@ -73,7 +74,8 @@ def test_csv_upload_publishes_a_typed_version(client, publisher, trees):
     assert types["healthy"] == ("boolean", "BOOLEAN")
     assert types["seen_at"] == ("datetime", "TIMESTAMP")
     nullable = {c["name"]: c["nullable"] for c in result["columns"]}
-    assert nullable["planted"] is True and nullable["id"] is False
+    assert nullable["planted"] is True
+    assert nullable["id"] is False
     report = result["validation_report"]
     assert report["valid"] is True
     assert report["tasks"][0]["stats"]["rows"] == 3
@@ -147,7 +149,8 @@ def test_json_array_and_ndjson(client, publisher, trees):
     assert rows(client)["rows"][0] == {"id": 1, "tags": ["a"], "meta": {"x": 1}}
     ndjson = b'{"id": 1, "name": "a"}\n{"id": 2, "name": "b", "extra": true}\n'
     result = upload_ok(client, publisher, "street-trees", trees, ndjson, "t.ndjson")
-    assert result["version"] == 2 and result["row_count"] == 2
+    assert result["version"] == 2
+    assert result["row_count"] == 2
     assert set(columns_of(result)) == {"id", "name", "extra"}
 
 
@@ -155,7 +158,7 @@ def test_parquet(client, publisher, trees, tmp_path):
     path = tmp_path / "t.parquet"
     duckdb.sql(
         "SELECT range AS id, 'n' || range AS name, DATE '2024-01-01' + range::INT AS day "
-        f"FROM range(50)"
+        "FROM range(50)"
     ).write_parquet(str(path))
     result = upload_ok(client, publisher, "street-trees", trees, path, "t.parquet")
     assert result["row_count"] == 50
@@ -176,9 +179,7 @@ def _xlsx(tmp_path, runtime):
 
 
 def test_xlsx_whole_numbers_become_integers(client, publisher, trees, tmp_path, runtime):
-    result = upload_ok(
-        client, publisher, "street-trees", trees, _xlsx(tmp_path, runtime), "t.xlsx"
-    )
+    result = upload_ok(client, publisher, "street-trees", trees, _xlsx(tmp_path, runtime), "t.xlsx")
     assert result["row_count"] == 20
     assert columns_of(result)["id"] == ("integer", "BIGINT")
     assert columns_of(result)["x"] == ("number", "DOUBLE")
@@ -276,7 +277,12 @@ def test_table_schema_overrides_types_and_formats(client, publisher, trees):
         "day": ("date", "DATE"),
         "ok": ("boolean", "BOOLEAN"),
     }
-    assert rows(client)["rows"][0] == {"id": "007", "amount": 1234.5, "day": "2023-12-31", "ok": True}
+    assert rows(client)["rows"][0] == {
+        "id": "007",
+        "amount": 1234.5,
+        "day": "2023-12-31",
+        "ok": True,
+    }
 
 
 def test_values_breaking_the_declared_type_are_located(client, publisher, trees):
@@ -287,7 +293,8 @@ def test_values_breaking_the_declared_type_are_located(client, publisher, trees)
     assert response.status_code == 422
     problem = response.json()
     assert problem["code"] == "ingest_failed"
-    assert "age" in problem["message"] and "rows 3, 5" in problem["message"]
+    assert "age" in problem["message"]
+    assert "rows 3, 5" in problem["message"]
     located = [(e["row"], e["column"], e["cell"]) for e in problem["errors"]]
     assert located == [(3, "age", "two"), (5, "age", "x")]
     assert {e["type"] for e in problem["errors"]} == {"type-error"}
@@ -312,7 +319,8 @@ def test_constraints_are_checked(client, publisher, trees):
     response = upload(client, publisher, "street-trees", trees, body, schema=schema)
     assert response.status_code == 422
     found = {(e["type"], e["column"], e["row"]) for e in response.json()["errors"]}
-    assert ("unique-error", "id", 2) in found and ("unique-error", "id", 3) in found
+    assert ("unique-error", "id", 2) in found
+    assert ("unique-error", "id", 3) in found
     assert ("constraint-error", "kind", 3) in found
     assert ("constraint-error", "size", 3) in found  # minimum
     assert ("constraint-error", "size", 4) in found  # required
@@ -470,7 +478,9 @@ def test_ingest_file_called_directly_reports_progress(runtime, client, publisher
         progress=lambda stage, fraction: stages.append(stage),
     )
     assert version.row_count == 100
-    assert stages[0] == "detecting" and stages[-1] == "done" and "writing" in stages
+    assert stages[0] == "detecting"
+    assert stages[-1] == "done"
+    assert "writing" in stages
     with pytest.raises(TownhallError) as refused:
         ingest_file(
             runtime,
@@ -486,9 +496,9 @@ def test_ingest_file_called_directly_reports_progress(runtime, client, publisher
 
 
 class _Files(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
+    files: ClassVar[dict[str, bytes]] = {}
 
-    def do_GET(self):  # noqa: N802 - the stdlib's name
+    def do_GET(self):
         body = self.files.get(self.path)
         if body is None:
             self.send_response(404)
@@ -522,8 +532,12 @@ def test_fetch_and_ingest_job(client, publisher, runtime, file_server):
     response = client.post(
         "/api/v1/datasets",
         headers=auth(publisher),
-        json={"slug": "fetched", "title": "Fetched", "organization": "parks",
-              "license_id": "CC0-1.0"},
+        json={
+            "slug": "fetched",
+            "title": "Fetched",
+            "organization": "parks",
+            "license_id": "CC0-1.0",
+        },
     )
     assert response.status_code == 201
     resource = client.post(
@@ -557,3 +571,32 @@ def test_latin1_past_an_ascii_sample_is_read_as_windows_1252(client, publisher, 
     assert result["validation_report"]["townhall"]["encoding"] == "windows-1252"
     last = rows(client, id__eq=70000)["rows"]
     assert last == [{"id": 70000, "note": "5 € für Köln"}]
+
+
+def test_geojson_without_the_spatial_extension(client, publisher, trees, monkeypatch):
+    from townhall.datastore import ingest
+
+    monkeypatch.setattr(ingest, "spatial_available", lambda _lake: False)
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"name": "bench", "seats": 3},
+                "geometry": {"type": "Point", "coordinates": [6.95, 50.94]},
+            }
+        ],
+    }
+    result = upload_ok(
+        client, publisher, "street-trees", trees, json.dumps(collection).encode(), "b.geojson"
+    )
+    geometry = next(c for c in result["columns"] if c["name"] == "geometry")
+    assert geometry["type"] == "geometry"
+    assert geometry["format"] == "geojson"
+    warnings = result["validation_report"]["warnings"]
+    assert any("spatial extension" in w for w in warnings)
+    page = rows(client)
+    assert page["rows"] == [
+        {"name": "bench", "seats": 3, "geometry": {"type": "Point", "coordinates": [6.95, 50.94]}}
+    ]
+    assert {"name": "geometry", "type": "geometry"} in page["fields"]

@@ -67,7 +67,8 @@ def test_first_page_envelope(client, trees):
         {"name": "height", "type": "number"},
         {"name": "street", "type": "string"},
     ]
-    assert page["total"] == 120 and page["total_estimated"] is False
+    assert page["total"] == 120
+    assert page["total_estimated"] is False
     assert page["truncated"] is False
     assert page["version"] == 1
     assert isinstance(page["elapsed_ms"], float)
@@ -108,11 +109,15 @@ def test_isnull_false_and_full_text(client, trees):
 
 def test_fields_and_sort(client, trees):
     page = rows(client, fields="id,height", sort="-height,id", limit=3)
-    assert page["rows"] == [{"id": 6, "height": 4.5}, {"id": 13, "height": 4.5},
-                            {"id": 20, "height": 4.5}]
+    assert page["rows"] == [
+        {"id": 6, "height": 4.5},
+        {"id": 13, "height": 4.5},
+        {"id": 20, "height": 4.5},
+    ]
     assert [f["name"] for f in page["fields"]] == ["id", "height"]
     nulls_last = rows(client, sort="street", fields="id,street", limit=200)["rows"]
-    assert nulls_last[-1]["street"] is None and nulls_last[0]["street"] == "Street 0"
+    assert nulls_last[-1]["street"] is None
+    assert nulls_last[0]["street"] == "Street 0"
 
 
 def test_offset_paging(client, trees):
@@ -227,8 +232,7 @@ def test_private_restricted_and_withdrawn(client, publisher, runtime):
             == 200
         )
         assert (
-            client.get(f"/api/v1/datasets/secret/{path}", headers=auth(partner)).status_code
-            == 404
+            client.get(f"/api/v1/datasets/secret/{path}", headers=auth(partner)).status_code == 404
         )
         assert (
             client.get(f"/api/v1/datasets/secret/{path}", headers=auth(publisher)).status_code
@@ -252,7 +256,7 @@ def test_private_restricted_and_withdrawn(client, publisher, runtime):
 
 def test_aggregate_count_by_group(client, trees):
     result = get(client, "/api/v1/datasets/street-trees/aggregate", group_by="species")
-    assert {r["species"]: r["count"] for r in result["rows"]} == {s: 24 for s in SPECIES}
+    assert {r["species"]: r["count"] for r in result["rows"]} == dict.fromkeys(SPECIES, 24)
     assert result["fields"] == [
         {"name": "species", "type": "string"},
         {"name": "count", "type": "integer"},
@@ -311,8 +315,10 @@ def test_sql_get_and_post(client, trees):
     assert by_get["rows"] == by_post["rows"]
     birch = sum(1 for r in _tree_rows() if r[1] == "Birch" and r[3] > 3)
     assert by_get["rows"][0] == {"species": "Birch", "n": birch}
-    assert by_get["fields"] == [{"name": "species", "type": "string"},
-                                {"name": "n", "type": "integer"}]
+    assert by_get["fields"] == [
+        {"name": "species", "type": "string"},
+        {"name": "n", "type": "integer"},
+    ]
     assert by_get["tables"] == ["street-trees@1"]
     assert by_get["truncated"] is False
 
@@ -325,8 +331,14 @@ def test_sql_with_cte_join_and_versions(client, publisher, trees):
         "JOIN old USING (id)"
     )
     assert get(client, "/api/v1/sql", sql=sql)["rows"] == [{"now": "Ash", "before": "Lime"}]
-    pinned = get(client, "/api/v1/datasets/street-trees/sql", sql='SELECT count(*) AS c FROM "street-trees"', version=1)
-    assert pinned["rows"] == [{"c": 120}] and pinned["version"] == 1
+    pinned = get(
+        client,
+        "/api/v1/datasets/street-trees/sql",
+        sql='SELECT count(*) AS c FROM "street-trees"',
+        version=1,
+    )
+    assert pinned["rows"] == [{"c": 120}]
+    assert pinned["version"] == 1
     by_resource = get(client, "/api/v1/sql", sql=f"SELECT count(*) AS c FROM r_{trees}")
     assert by_resource["rows"] == [{"c": 1}]
 
@@ -334,7 +346,8 @@ def test_sql_with_cte_join_and_versions(client, publisher, trees):
 def test_sql_row_cap(client, trees, runtime):
     runtime.settings.query_row_cap = 10
     page = get(client, "/api/v1/sql", sql='SELECT * FROM "street-trees"')
-    assert len(page["rows"]) == 10 and page["truncated"] is True
+    assert len(page["rows"]) == 10
+    assert page["truncated"] is True
 
 
 # Downloads ---------------------------------------------------------------------------------
@@ -346,11 +359,14 @@ def test_downloads_in_every_format(client, trees, tmp_path):
     assert response.headers["content-type"].startswith("text/csv")
     assert 'filename="street-trees-v1.csv"' in response.headers["content-disposition"]
     table = list(csv.DictReader(io.StringIO(response.text)))
-    assert len(table) == 120 and table[0]["species"] == "Lime"
+    assert len(table) == 120
+    assert table[0]["species"] == "Lime"
     ndjson = client.get("/api/v1/datasets/street-trees/download.ndjson").text.splitlines()
-    assert len(ndjson) == 120 and json.loads(ndjson[0])["id"] == 1
+    assert len(ndjson) == 120
+    assert json.loads(ndjson[0])["id"] == 1
     array = client.get("/api/v1/datasets/street-trees/download.json").json()
-    assert len(array) == 120 and array[-1]["id"] == 120
+    assert len(array) == 120
+    assert array[-1]["id"] == 120
     parquet = client.get("/api/v1/datasets/street-trees/download.parquet")
     path = tmp_path / "t.parquet"
     path.write_bytes(parquet.content)

@@ -56,7 +56,9 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )
         return "250 Message accepted"
 
     def to(self, address: str) -> list[Message]:
@@ -154,14 +156,25 @@ def test_status_changes_and_replies_reach_the_resident(mail_runtime, mailbox) ->
     box, _ = mailbox
     code = submit(mail_runtime, resident_email="ann@example.org")
     with unit_of_work(mail_runtime.session_factory) as session:
-        actions.transition(session, actor=SYSTEM, code=code, to="in_progress",
-                           public_note="Crew booked for Monday.",
-                           internal_note="Not for the resident.", effects=effects(mail_runtime))
-        actions.assign(session, actor=SYSTEM, code=code, user_id=None,
-                       effects=effects(mail_runtime))  # internal: no email
-        actions.reply_to_resident(session, actor=SYSTEM, code=code,
-                                  body="Can you send a photo?", effects=effects(mail_runtime))
-    # fmt: skip
+        actions.transition(
+            session,
+            actor=SYSTEM,
+            code=code,
+            to="in_progress",
+            public_note="Crew booked for Monday.",
+            internal_note="Not for the resident.",
+            effects=effects(mail_runtime),
+        )
+        actions.assign(
+            session, actor=SYSTEM, code=code, user_id=None, effects=effects(mail_runtime)
+        )  # internal: no email
+        actions.reply_to_resident(
+            session,
+            actor=SYSTEM,
+            code=code,
+            body="Can you send a photo?",
+            effects=effects(mail_runtime),
+        )
     assert deliver_all(mail_runtime) == ["delivered", "delivered", "delivered"]
     subjects = [m["Subject"] for m in box.to("ann@example.org")]
     assert subjects == [
@@ -170,7 +183,8 @@ def test_status_changes_and_replies_reach_the_resident(mail_runtime, mailbox) ->
         f"A message about your request {code}",
     ]
     bodies = [m.get_content() for m in box.to("ann@example.org")]
-    assert "Crew booked for Monday." in bodies[1] and "Not for the resident" not in bodies[1]
+    assert "Crew booked for Monday." in bodies[1]
+    assert "Not for the resident" not in bodies[1]
     assert "Can you send a photo?" in bodies[2]
 
 
@@ -179,13 +193,15 @@ def test_a_permanent_failure_is_never_sent_again(mail_runtime, mailbox) -> None:
     code = submit(mail_runtime, resident_email="bounce@example.org")
     assert deliver_all(mail_runtime) == ["permanent"]
     [failed] = messages(mail_runtime)
-    assert failed.status == "permanent-failure" and "550" in failed.last_error
+    assert failed.status == "permanent-failure"
+    assert "550" in failed.last_error
     with unit_of_work(mail_runtime.session_factory) as session:
         assert session.scalar(select(NotifySuppression.address)) == "bounce@example.org"
         actions.transition(session, actor=SYSTEM, code=code, to="resolved",
                            public_note="Done.", effects=effects(mail_runtime))  # fmt: skip
     second = messages(mail_runtime)[-1]
-    assert second.status == "permanent-failure" and "suppressed" in second.last_error
+    assert second.status == "permanent-failure"
+    assert "suppressed" in second.last_error
     assert tasks.deliver_email(mail_runtime, second.id) == "skipped"
     assert box.messages == []
 
@@ -194,7 +210,9 @@ def test_temporary_failures_retry_with_backoff_then_stop(
     mail_runtime, mailbox, monkeypatch
 ) -> None:
     monkeypatch.setattr(
-        delivery, "EMAIL_RETRY", delivery.RetryPolicy(max_attempts=3, base_seconds=0, max_delay_seconds=0)
+        delivery,
+        "EMAIL_RETRY",
+        delivery.RetryPolicy(max_attempts=3, base_seconds=0, max_delay_seconds=0),
     )
     submit(mail_runtime, resident_email="full@example.org")
     [message] = messages(mail_runtime)
@@ -221,9 +239,13 @@ def test_backoff_grows_exponentially() -> None:
 
 def test_no_smtp_server_is_a_technical_failure(runtime, monkeypatch) -> None:
     monkeypatch.setattr(
-        delivery, "EMAIL_RETRY", delivery.RetryPolicy(max_attempts=2, base_seconds=0, max_delay_seconds=0)
+        delivery,
+        "EMAIL_RETRY",
+        delivery.RetryPolicy(max_attempts=2, base_seconds=0, max_delay_seconds=0),
     )
-    own = Runtime(runtime.settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": _free_port()}))
+    own = Runtime(
+        runtime.settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": _free_port()})
+    )
     try:
         setup_city(own)
         submit(own, resident_email="ann@example.org")
@@ -231,7 +253,8 @@ def test_no_smtp_server_is_a_technical_failure(runtime, monkeypatch) -> None:
         assert tasks.deliver_email(own, message.id) == "technical"
         assert tasks.deliver_email(own, message.id) == "technical"
         [final] = messages(own)
-        assert final.status == "technical-failure" and final.attempts == 2
+        assert final.status == "technical-failure"
+        assert final.attempts == 2
     finally:
         own.close()
 
@@ -248,10 +271,12 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.calls.append((dict(self.headers), body))
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
+                status = (
+                    receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
+                )
                 self.send_response(status)
                 self.end_headers()
 
@@ -304,7 +329,12 @@ def test_webhooks_are_signed_and_carry_no_personal_data(
     setup_city(runtime)
     receiver = receiver_factory([204])
     hook = add_webhook(client, admin, receiver.url)
-    assert client.get("/api/v1/notify/subscriptions", headers=auth(make_account(runtime, "staff"))).status_code == 403
+    assert (
+        client.get(
+            "/api/v1/notify/subscriptions", headers=auth(make_account(runtime, "staff"))
+        ).status_code
+        == 403
+    )
     code = submit(runtime, resident_email="ann@example.org", resident_phone="413-555-0100",
                   description="Tags. Call 413-555-0100.")  # fmt: skip
     [message] = messages(runtime, channel="webhook")
@@ -327,7 +357,8 @@ def test_webhooks_are_signed_and_carry_no_personal_data(
     payload = json.loads(body)
     assert payload["event"] == "request.created"
     assert payload["data"]["tracking_code"] == code
-    assert "ann@example.org" not in body.decode() and "555-0100" not in body.decode()
+    assert "ann@example.org" not in body.decode()
+    assert "555-0100" not in body.decode()
 
 
 def test_webhooks_retry_with_backoff_through_huey(
@@ -336,7 +367,9 @@ def test_webhooks_retry_with_backoff_through_huey(
     """A real consumer: the receiver fails twice, then takes the delivery."""
     setup_city(runtime)
     monkeypatch.setattr(
-        delivery, "WEBHOOK_RETRY", delivery.RetryPolicy(max_attempts=5, base_seconds=0.5, max_delay_seconds=2)
+        delivery,
+        "WEBHOOK_RETRY",
+        delivery.RetryPolicy(max_attempts=5, base_seconds=0.5, max_delay_seconds=2),
     )
     receiver = receiver_factory([500, 503, 200])
     add_webhook(client, admin, receiver.url)
@@ -359,7 +392,9 @@ def test_webhooks_are_dead_lettered_then_replayed(
 ) -> None:
     setup_city(runtime)
     monkeypatch.setattr(
-        delivery, "WEBHOOK_RETRY", delivery.RetryPolicy(max_attempts=3, base_seconds=0, max_delay_seconds=0)
+        delivery,
+        "WEBHOOK_RETRY",
+        delivery.RetryPolicy(max_attempts=3, base_seconds=0, max_delay_seconds=0),
     )
     receiver = receiver_factory([500])
     add_webhook(client, admin, receiver.url)
@@ -369,12 +404,14 @@ def test_webhooks_are_dead_lettered_then_replayed(
         assert tasks.deliver_webhook(runtime, message.id) == "temporary"
     assert tasks.deliver_webhook(runtime, message.id) == "skipped"
     [dead] = messages(runtime, channel="webhook")
-    assert dead.status == "technical-failure" and dead.dead_lettered_at is not None
+    assert dead.status == "technical-failure"
+    assert dead.dead_lettered_at is not None
     listed = client.get("/api/v1/notify/messages?dead_lettered=true", headers=auth(admin)).json()
     assert [m["id"] for m in listed["items"]] == [dead.id]
     receiver.statuses = [200]
     replay = client.post(f"/api/v1/notify/messages/{dead.id}/retry", headers=auth(admin))
-    assert replay.status_code == 200 and replay.json()["status"] == "created"
+    assert replay.status_code == 200
+    assert replay.json()["status"] == "created"
     assert tasks.deliver_webhook(runtime, dead.id) == "delivered"
 
 
@@ -400,7 +437,8 @@ def test_one_click_unsubscribe(client, runtime) -> None:
     with unit_of_work(runtime.session_factory) as session:
         token = session.scalar(select(NotifySubscription.token))
     page = client.get(f"/notify/unsubscribe/{token}", headers={"Accept": "text/html"})
-    assert page.status_code == 200 and "Unsubscribe" in page.text
+    assert page.status_code == 200
+    assert "Unsubscribe" in page.text
     with unit_of_work(runtime.session_factory) as session:
         assert session.scalar(select(NotifySubscription.active)) is True, "GET changes nothing"
     # What a mail client sends for RFC 8058 one-click.
@@ -429,7 +467,8 @@ def test_area_subscribers_hear_of_new_requests(runtime) -> None:
     code = submit(runtime, district_code="D01")
     [message] = messages(runtime)
     assert message.recipient == "watcher@example.org"
-    assert message.template_slug == "request.new_in_area" and code in message.body
+    assert message.template_slug == "request.new_in_area"
+    assert code in message.body
 
 
 def test_template_versions_are_recorded_per_message(client, runtime, admin) -> None:
@@ -440,7 +479,8 @@ def test_template_versions_are_recorded_per_message(client, runtime, admin) -> N
         json={"subject": "Got it: ((tracking_code))", "body": "Thanks! ((tracking_url))"},
         headers=auth(admin),
     )
-    assert saved.status_code == 200 and saved.json()["version"] == 2
+    assert saved.status_code == 200
+    assert saved.json()["version"] == 2
     code = submit(runtime, resident_email="bo@example.org")
     first, second = messages(runtime)
     assert first.template_version == 1
@@ -461,4 +501,3 @@ def test_the_sweeper_queues_messages_that_were_never_queued(runtime) -> None:
     before = runtime.jobs.huey.pending_count()
     assert tasks.send_pending(runtime, 0) == 1
     assert runtime.jobs.huey.pending_count() == before + 1
-

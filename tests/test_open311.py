@@ -198,7 +198,8 @@ def test_post_a_request_form_encoded_with_attributes(client, city, api_key) -> N
     [created] = response.json()
     assert set(created) == {"service_request_id", "service_notice", "account_id"}
     code = created["service_request_id"]
-    assert isinstance(code, str) and actions.TRACKING_CODE.match(code)
+    assert isinstance(code, str)
+    assert actions.TRACKING_CODE.match(code)
 
     [request] = client.get(f"{BASE}/requests/{code}.json").json()
     validate([request], "requests.json")
@@ -238,7 +239,8 @@ def test_one_location_is_required(client, city, api_key, location, ok) -> None:
     else:
         assert response.status_code == 400
         [error] = response.json()
-        assert error["code"] == 400 and error["description"]
+        assert error["code"] == 400
+        assert error["description"]
 
 
 def test_api_key_is_required_and_must_carry_the_scope(client, city) -> None:
@@ -275,7 +277,8 @@ def test_errors_keep_the_spec_shape(client, city, api_key, data, status, words) 
     response = post(client, {"api_key": api_key, **data})
     assert response.status_code == status
     errors = response.json()
-    assert isinstance(errors, list) and errors[0]["code"] == status
+    assert isinstance(errors, list)
+    assert errors[0]["code"] == status
     assert words in errors[0]["description"]
     xml = post(client, {"api_key": api_key, **data}, fmt="xml")
     assert xml.status_code == status
@@ -311,9 +314,7 @@ def test_post_answers_in_xml_like_the_spec_example(client, city, api_key) -> Non
     response = post(client, {"api_key": api_key, "service_code": "GRAFFITI",
                              "address_string": "Bridge"}, fmt="xml")  # fmt: skip
     assert response.status_code == 200
-    assert tag_paths(ET.fromstring(response.content)) == example_paths(
-        "service-request-post.xml"
-    )
+    assert tag_paths(ET.fromstring(response.content)) == example_paths("service-request-post.xml")
 
 
 # Reading -------------------------------------------------------------------------------------
@@ -323,7 +324,8 @@ def test_get_requests_defaults_to_the_last_90_days(client, city) -> None:
     recent = submit_old(city, 1)
     old = submit_old(city, 120)
     codes = [r["service_request_id"] for r in client.get(f"{BASE}/requests.json").json()]
-    assert recent in codes and old not in codes
+    assert recent in codes
+    assert old not in codes
     # service_request_id overrides every other filter, the window included.
     both = client.get(f"{BASE}/requests.json?service_request_id={recent},{old}").json()
     assert {r["service_request_id"] for r in both} == {recent, old}
@@ -360,7 +362,9 @@ def test_get_requests_filters(client, city) -> None:
     assert codes("lat=42.1&long=-72.6&radius=1000&status=open") == [graffiti, pothole]
     assert codes("page_size=2") == [graffiti, pothole]
     assert codes("page_size=2&page=2") == [far, closed]
-    assert codes(f"updated_after={(now - timedelta(minutes=5)).isoformat().replace('+', '%2B')}") == [closed]
+    assert codes(
+        f"updated_after={(now - timedelta(minutes=5)).isoformat().replace('+', '%2B')}"
+    ) == [closed]
     assert codes("jurisdiction_id=127.0.0.1") == [graffiti, pothole, far, closed]
 
 
@@ -389,19 +393,26 @@ def test_extensions_give_the_public_notes_history(client, city) -> None:
     code = submit_old(city, 1, description="Tag on the wall. I'm Bo Chan, call 413-555-0199.")
     with unit_of_work(city.session_factory) as session:
         actor = system_actor("t")
-        actions.transition(session, actor=actor, code=code, to="in_progress",
-                           public_note="Crew scheduled.", internal_note="Use the big sprayer.")
+        actions.transition(
+            session,
+            actor=actor,
+            code=code,
+            to="in_progress",
+            public_note="Crew scheduled.",
+            internal_note="Use the big sprayer.",
+        )
         actions.transition(session, actor=actor, code=code, to="resolved", public_note="Done.")
-    # fmt: skip
     [plain] = client.get(f"{BASE}/requests/{code}.json").json()
     assert "extended_attributes" not in plain
-    assert plain["status"] == "closed" and plain["status_notes"] == "Done."
+    assert plain["status"] == "closed"
+    assert plain["status_notes"] == "Done."
     [full] = client.get(f"{BASE}/requests/{code}.json?extensions=true").json()
     extended = full["extended_attributes"]
     assert extended["sub_status"] == "resolved"
     assert [n["description"] for n in extended["notes"]] == [None, "Crew scheduled.", "Done."]
     assert "big sprayer" not in json.dumps(full)
-    assert "Bo Chan" not in json.dumps(full) and "555-0199" not in json.dumps(full)
+    assert "Bo Chan" not in json.dumps(full)
+    assert "555-0199" not in json.dumps(full)
     for note in extended["notes"]:
         assert ZONED.match(note["datetime"])
     xml = client.get(f"{BASE}/requests/{code}.xml?extensions=true")
@@ -491,7 +502,8 @@ def test_a_georeport_client_session(live_server, city, api_key) -> None:
         assert posted.status_code == 200, posted.text
         code = posted.json()[0]["service_request_id"]
         tracked = client.get_service_request(code)
-        assert tracked["service_request_id"] == code and tracked["status"] == "open"
+        assert tracked["service_request_id"] == code
+        assert tracked["status"] == "open"
         start = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         listed = client.get_service_requests(
             service_code="GRAFFITI", status="open", start_date=start

@@ -123,15 +123,23 @@ def test_every_sub_status_maps_to_an_open311_status() -> None:
 def test_sla_state_freezes_while_paused() -> None:
     expected = T0 + timedelta(days=5)
     running = sla_state(
-        requested_at=T0, expected_at=expected, sla_paused_at=None, closed_at=None,
+        requested_at=T0,
+        expected_at=expected,
+        sla_paused_at=None,
+        closed_at=None,
         now=T0 + timedelta(days=6),
     )
-    assert running.late and running.risk == pytest.approx(6 / 5)
+    assert running.late
+    assert running.risk == pytest.approx(6 / 5)
     paused = sla_state(
-        requested_at=T0, expected_at=expected, sla_paused_at=T0 + timedelta(days=1),
-        closed_at=None, now=T0 + timedelta(days=30),
+        requested_at=T0,
+        expected_at=expected,
+        sla_paused_at=T0 + timedelta(days=1),
+        closed_at=None,
+        now=T0 + timedelta(days=30),
     )
-    assert paused.paused and not paused.late
+    assert paused.paused
+    assert not paused.late
     assert paused.remaining == timedelta(days=4)
 
 
@@ -220,9 +228,11 @@ def test_submit_stores_routes_and_audits(runtime) -> None:
         now=T0,
     )  # fmt: skip
     request = load(runtime, code)
-    assert request.status == "open" and request.sub_status == "received"
+    assert request.status == "open"
+    assert request.sub_status == "received"
     assert request.expected_at == T0 + timedelta(days=5)
-    assert request.organization is not None and request.organization.slug == "public-works"
+    assert request.organization is not None
+    assert request.organization.slug == "public-works"
     assert request.attribute_values == {
         "SIZE": "large",
         "HAZARDS": ["water", "traffic"],
@@ -237,7 +247,8 @@ def test_submit_stores_routes_and_audits(runtime) -> None:
         entry = session.scalar(
             select(AuditEntry).where(AuditEntry.action == "service_request.submit")
         )
-        assert entry is not None and entry.object_id == code
+        assert entry is not None
+        assert entry.object_id == code
         trail = str(session.scalars(select(AuditEntry.changes)).all()).lower()
         for personal in ("ann lee", "ann@example.org", "555-0100", "deep hole"):
             assert personal not in trail, "no personal data in the audit trail"
@@ -245,12 +256,19 @@ def test_submit_stores_routes_and_audits(runtime) -> None:
         assert [u.kind for u in history] == ["created"]
         # The resident follows their request and gets an acknowledgement with the code.
         message = session.scalar(select(NotifyMessage))
-        assert message is not None and message.template_slug == "request.acknowledgement"
-        assert code in message.subject and code in message.body
+        assert message is not None
+        assert message.template_slug == "request.acknowledgement"
+        assert code in message.subject
+        assert code in message.body
         assert message.template_version == 1
-        assert session.scalar(
-            select(NotifySubscription.topic).where(NotifySubscription.target == "ann@example.org")
-        ) == f"request:{code}"
+        assert (
+            session.scalar(
+                select(NotifySubscription.topic).where(
+                    NotifySubscription.target == "ann@example.org"
+                )
+            )
+            == f"request:{code}"
+        )
 
 
 @pytest.mark.parametrize(
@@ -313,10 +331,22 @@ def test_transitions_are_validated_audited_and_kept_as_history(runtime) -> None:
                   permissions=frozenset({"requests:work"}))  # fmt: skip
     code = submit(runtime, now=T0)
     with unit_of_work(runtime.session_factory) as session:
-        actions.transition(session, actor=actor, code=code, to="triaged",
-                           internal_note="Checked the photo.", now=T0 + timedelta(hours=1))
-        actions.transition(session, actor=actor, code=code, to="in_progress",
-                           public_note="A crew is on the way.", now=T0 + timedelta(hours=2))
+        actions.transition(
+            session,
+            actor=actor,
+            code=code,
+            to="triaged",
+            internal_note="Checked the photo.",
+            now=T0 + timedelta(hours=1),
+        )
+        actions.transition(
+            session,
+            actor=actor,
+            code=code,
+            to="in_progress",
+            public_note="A crew is on the way.",
+            now=T0 + timedelta(hours=2),
+        )
         actions.transition(session, actor=actor, code=code, to="resolved",
                            public_note="Cleaned.", now=T0 + timedelta(hours=5))  # fmt: skip
     request = load(runtime, code)
@@ -345,10 +375,12 @@ def test_transitions_are_validated_audited_and_kept_as_history(runtime) -> None:
         # Closed requests can only be reopened.
         with pytest.raises(TownhallError) as caught:
             actions.transition(session, actor=actor, code=code, to="in_progress")
-        assert caught.value.code == "invalid_transition" and caught.value.status == 409
+        assert caught.value.code == "invalid_transition"
+        assert caught.value.status == 409
         actions.transition(session, actor=actor, code=code, to="triaged", public_note="Back.")
     reopened = load(runtime, code)
-    assert reopened.status == "open" and reopened.closed_at is None
+    assert reopened.status == "open"
+    assert reopened.closed_at is None
 
 
 def test_waiting_for_the_resident_pauses_the_sla_clock(runtime) -> None:
@@ -366,11 +398,10 @@ def test_waiting_for_the_resident_pauses_the_sla_clock(runtime) -> None:
     with unit_of_work(runtime.session_factory) as session:
         row = queries.request_by_code(session, code)
         row.resident_key_hash = actions.key_hash(key)
-    with unit_of_work(runtime.session_factory) as session:
-        with pytest.raises(TownhallError):
-            actions.message_from_resident(
-                session, actor=ANONYMOUS, code=code, key="wrong", body="North side."
-            )
+    with unit_of_work(runtime.session_factory) as session, pytest.raises(TownhallError):
+        actions.message_from_resident(
+            session, actor=ANONYMOUS, code=code, key="wrong", body="North side."
+        )
     with unit_of_work(runtime.session_factory) as session:
         actions.message_from_resident(
             session, actor=ANONYMOUS, code=code, key=key, body="North side.",
@@ -393,13 +424,15 @@ def test_assignment_priority_merge_and_permissions(runtime) -> None:
         actions.set_priority(session, actor=SYSTEM, code=code_a, priority=1)
         actions.merge_duplicate(session, actor=SYSTEM, code=code_b, into_code=code_a)
     a, b = load(runtime, code_a), load(runtime, code_b)
-    assert a.sub_status == "assigned" and a.assigned_user_id == worker.id and a.priority == 1
-    assert b.sub_status == "duplicate" and b.duplicate_of_id == a.id and b.status == "closed"
+    assert a.sub_status == "assigned"
+    assert a.assigned_user_id == worker.id
+    assert a.priority == 1
+    assert b.sub_status == "duplicate"
+    assert b.duplicate_of_id == a.id
+    assert b.status == "closed"
     with unit_of_work(runtime.session_factory) as session:
         followers = session.scalars(
-            select(NotifySubscription.target).where(
-                NotifySubscription.topic == f"request:{code_a}"
-            )
+            select(NotifySubscription.target).where(NotifySubscription.topic == f"request:{code_a}")
         ).all()
         assert sorted(followers) == ["a@example.org", "b@example.org"]
         publisher = Actor(label="user:p", via="token", user_id=1,
@@ -483,7 +516,8 @@ def test_attachments_are_reencoded_without_exif(runtime) -> None:
             session, actor=SYSTEM, code=code, filename="../../photo.JPG", data=raw.getvalue()
         )
         stored = attachment.data
-        assert attachment.filename == "photo.jpg" and attachment.content_type == "image/jpeg"
+        assert attachment.filename == "photo.jpg"
+        assert attachment.content_type == "image/jpeg"
     assert b"SpyCam" not in stored
     assert not Image.open(io.BytesIO(stored)).getexif()
     with unit_of_work(runtime.session_factory) as session, pytest.raises(TownhallError) as caught:

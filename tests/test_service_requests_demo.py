@@ -56,8 +56,13 @@ def test_seeding_keeps_the_citys_data(runtime) -> None:
         }  # fmt: skip
         for row in rows[:500]:
             demo = by_code[row.tracking_code]
-            assert (row.lat, row.long, row.district_code) == (demo.lat, demo.lon, demo.district_code)
-            assert row.requested_at == demo.requested_at and row.closed_at == demo.closed_at
+            assert (row.lat, row.long, row.district_code) == (
+                demo.lat,
+                demo.lon,
+                demo.district_code,
+            )
+            assert row.requested_at == demo.requested_at
+            assert row.closed_at == demo.closed_at
             assert row.expected_at == demo.expected_at
             assert row.resident_email == demo.resident_email
             assert row.service.code == demo.service_code

@@ -79,7 +79,8 @@ def count_requests(runtime) -> int:
 def test_the_index_lists_request_types_and_recent_requests(client, city) -> None:
     page = client.get("/requests", headers=BROWSER)
     assert page.status_code == 200
-    assert "Pothole repair" in page.text and "/requests/new?service=POTHOLE" in page.text
+    assert "Pothole repair" in page.text
+    assert "/requests/new?service=POTHOLE" in page.text
 
 
 def test_resident_submits_without_an_account_and_tracks_it(client, city) -> None:
@@ -89,7 +90,8 @@ def test_resident_submits_without_an_account_and_tracks_it(client, city) -> None
     code = created_code(submit_form(client))
     tracking = client.get(f"/requests/{code}?created=1", headers=BROWSER)
     assert tracking.status_code == 200
-    assert code in tracking.text and "Received" in tracking.text
+    assert code in tracking.text
+    assert "Received" in tracking.text
     assert "[phone removed]" in tracking.text
     assert "Messages with the office" in tracking.text, "the submitting browser is the resident"
     # Someone else (no cookie) sees the public page only, with nothing personal on it.
@@ -97,25 +99,30 @@ def test_resident_submits_without_an_account_and_tracks_it(client, city) -> None
     assert public.status_code == 200
     assert "Messages with the office" not in public.text
     for personal in PERSONAL:
-        assert personal not in public.text and personal not in tracking.text
+        assert personal not in public.text
+        assert personal not in tracking.text
     with unit_of_work(city.session_factory) as session:
         request = queries.request_by_code(session, code)
-        assert request.channel == "web" and request.resident_email == "ann@example.org"
+        assert request.channel == "web"
+        assert request.resident_email == "ann@example.org"
         message = session.scalar(select(NotifyMessage))
-        assert message.template_slug == "request.acknowledgement" and code in message.body
+        assert message.template_slug == "request.acknowledgement"
+        assert code in message.body
 
 
 def test_bad_input_is_shown_on_the_form(client, city) -> None:
     response = submit_form(client, service_code="POTHOLE")
     assert response.status_code == 400
-    assert "There is a problem" in response.text and "SIZE" in response.text
+    assert "There is a problem" in response.text
+    assert "SIZE" in response.text
     assert 'value="Old Bridge"' in response.text, "what was typed is kept"
     assert count_requests(city) == 0
 
 
 def test_the_honeypot_swallows_bots(client, city) -> None:
     response = submit_form(client, website="http://spam.example")
-    assert response.status_code == 303 and response.headers["location"] == "/requests?received=1"
+    assert response.status_code == 303
+    assert response.headers["location"] == "/requests?received=1"
     assert count_requests(city) == 0
 
 
@@ -132,7 +139,8 @@ def test_nearby_open_requests_are_offered_before_a_duplicate(client, city) -> No
     first = created_code(submit_form(client))
     second = submit_form(client, lat="42.1003", long="-72.6002", email="bo@example.org")
     assert second.status_code == 200
-    assert "Already reported nearby?" in second.text and first in second.text
+    assert "Already reported nearby?" in second.text
+    assert first in second.text
     assert count_requests(city) == 1
     follow = client.post(
         f"/requests/{first}/follow",
@@ -165,7 +173,8 @@ def test_resident_messages_and_photos_through_the_private_link(client, city) -> 
         link = re.search(r"(/requests/\S+/private\?key=\S+)", reply_mail.body).group(1)
     fresh = stranger(client)
     opened = fresh.get(link, headers=BROWSER, follow_redirects=False)
-    assert opened.status_code == 303 and "key=" not in opened.headers["location"]
+    assert opened.status_code == 303
+    assert "key=" not in opened.headers["location"]
     page = fresh.get(f"/requests/{code}", headers=BROWSER)
     assert "Is it on the north side?" in page.text
     sent = fresh.post(
@@ -189,8 +198,9 @@ def queries_request(runtime, code):
 
 
 def test_attachments_are_served_only_to_who_may_see_them(client, city) -> None:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     raw = io.BytesIO()
     Image.new("RGB", (10, 10), "blue").save(raw, format="PNG")
@@ -246,8 +256,10 @@ def test_tracking_page_updates_live_over_sse(app, city) -> None:
             event_type, payload = stream.next_event()
     assert event_type == "request.updated"
     data = payload["data"]
-    assert data["sub_status"] == "in_progress" and data["note"] == "Crew on the way."
-    assert "pressure washer" not in str(payload) and "ann@example.org" not in str(payload)
+    assert data["sub_status"] == "in_progress"
+    assert data["note"] == "Crew on the way."
+    assert "pressure washer" not in str(payload)
+    assert "ann@example.org" not in str(payload)
 
 
 # Staff ---------------------------------------------------------------------------------------
@@ -283,7 +295,7 @@ def test_staff_work_the_queue(client, city) -> None:
     login(client, staff.email)
     page = client.get("/staff/queue", headers=BROWSER)
     assert page.status_code == 200
-    order = [m for m in re.findall(r'name="code" value="([A-Z0-9-]+)"', page.text)]
+    order = list(re.findall(r'name="code" value="([A-Z0-9-]+)"', page.text))
     assert order == [codes["urgent"], codes["late"], codes["fresh"]]
     assert "Late by" in page.text
     late_only = client.get("/staff/queue?late=1", headers=BROWSER)
@@ -336,20 +348,23 @@ def test_staff_request_page_updates_with_templates_notes_and_replies(client, cit
         data={"csrf_token": csrf, "operation": "transition", "sub_status": "rejected"},
         headers=BROWSER,
     )
-    assert refused.status_code == 409 and "cannot become rejected" in refused.text
+    assert refused.status_code == 409
+    assert "cannot become rejected" in refused.text
 
     request = queries_request(city, code)
-    assert request.sub_status == "in_progress" and request.priority == 2
+    assert request.sub_status == "in_progress"
+    assert request.priority == 2
     assert request.status_notes.startswith(f"Thanks for reporting {code}; a crew will come by")
     public = stranger(client).get(f"/requests/{code}", headers=BROWSER)
     assert "a crew will come by" in public.text
-    assert "Gate code" not in public.text and "access to the yard" not in public.text
+    assert "Gate code" not in public.text
+    assert "access to the yard" not in public.text
     with unit_of_work(city.session_factory) as session:
         assert session.scalar(select(func.count()).select_from(RequestMessage)) == 1
         slugs = session.scalars(
-            select(NotifyMessage.template_slug).where(
-                NotifyMessage.recipient == "late@example.org"
-            ).order_by(NotifyMessage.id)
+            select(NotifyMessage.template_slug)
+            .where(NotifyMessage.recipient == "late@example.org")
+            .order_by(NotifyMessage.id)
         ).all()
         assert slugs == ["request.acknowledgement", "request.status_changed", "request.reply"]
 
@@ -367,11 +382,13 @@ def test_native_api_submit_read_and_work(client, city) -> None:
     assert created.status_code == 201, created.text
     code = created.json()["tracking_code"]
     public = client.get(f"/api/v1/requests/{code}").json()
-    assert public["sub_status"] == "received" and "[email removed]" in public["description"]
+    assert public["sub_status"] == "received"
+    assert "[email removed]" in public["description"]
     assert "ann@example.org" not in str(public)
     assert [h["kind"] for h in public["history"]] == ["created"]
     listing = client.get("/api/v1/requests?service_code=POTHOLE").json()
-    assert listing["total"] == 1 and listing["items"][0]["tracking_code"] == code
+    assert listing["total"] == 1
+    assert listing["items"][0]["tracking_code"] == code
 
     staff = make_account(city, "staff")
     assert client.get(f"/api/v1/requests/{code}/staff").status_code == 401
@@ -379,10 +396,12 @@ def test_native_api_submit_read_and_work(client, city) -> None:
     assert staff_view["resident_email"] == "ann@example.org"
     moved = client.post(f"/api/v1/requests/{code}/transitions", headers=auth(staff),
                         json={"sub_status": "resolved", "public_note": "Filled."})  # fmt: skip
-    assert moved.status_code == 200 and moved.json()["status"] == "closed"
+    assert moved.status_code == 200
+    assert moved.json()["status"] == "closed"
     again = client.post(f"/api/v1/requests/{code}/transitions", headers=auth(staff),
                         json={"sub_status": "in_progress"})  # fmt: skip
-    assert again.status_code == 409 and again.json()["code"] == "invalid_transition"
+    assert again.status_code == 409
+    assert again.json()["code"] == "invalid_transition"
     queue = client.get("/api/v1/queue?status=any", headers=auth(staff)).json()
     assert queue["items"][0]["tracking_code"] == code
     nearby = client.get("/api/v1/request-services/POTHOLE/nearby?lat=42.1&long=-72.6").json()
@@ -395,7 +414,9 @@ def test_request_types_are_managed_by_directory_editors(client, city) -> None:
     body = {"code": "TREE", "name": "Tree down", "organization": "public-works",
             "expected_days": 2, "attributes": [{"code": "BLOCKING", "datatype": "singlevaluelist",
             "values": [{"key": "yes", "name": "Yes"}, {"key": "no", "name": "No"}]}]}  # fmt: skip
-    assert client.post("/api/v1/request-services", json=body, headers=auth(staff)).status_code == 403
+    assert (
+        client.post("/api/v1/request-services", json=body, headers=auth(staff)).status_code == 403
+    )
     created = client.post("/api/v1/request-services", json=body, headers=auth(manager))
     assert created.status_code == 201, created.text
     assert created.json()["attributes"][0]["order"] == 1

@@ -28,6 +28,8 @@ SLICES: list[str] = [
     "townhall.service_requests",
     "townhall.notify",
     "townhall.compat.open311",
+    "townhall.integrity",
+    "townhall.recovery",
 ]
 
 

@@ -349,27 +349,6 @@ def _seed_demo(
     console.print(summary)
 
 
-@app.command()
-def verify() -> None:
-    """Check the audit trail's hash chain; exit 1 naming the first bad entry."""
-    from townhall.audit.queries import verify_chain
-    from townhall.db import unit_of_work
-
-    runtime = _runtime()
-    with progress_bar() as progress, unit_of_work(runtime.session_factory) as session:
-        task = progress.add_task("Audit trail", total=None)
-
-        def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        report = verify_chain(session, progress=advance)
-    if report.ok:
-        console.print(f"[green]Audit trail intact:[/green] {report.entries_checked} entries")
-        return
-    err_console.print(f"[red]Audit trail broken:[/red] {report.problem}")
-    raise typer.Exit(1)
-
-
 class _cli_errors:  # noqa: N801 - used as a context manager, reads like a phrase
     """Turn expected errors into a red line and exit code 1 instead of a traceback."""
 
@@ -383,3 +362,16 @@ class _cli_errors:  # noqa: N801 - used as a context manager, reads like a phras
             err_console.print(f"[red]{exc.message}[/red]")
             raise typer.Exit(1)
         return False
+
+
+from townhall.datastore.cli import datasets_app  # noqa: E402 - after `app`, which it extends
+
+app.add_typer(datasets_app, name="datasets")
+
+# Integrity (verify, checkpoint, keys) and recovery (backup, restore, lockdown) live in their
+# slices; registered here, after `app` exists, as the datastore's commands are.
+from townhall.integrity.cli import register as register_integrity_commands  # noqa: E402
+from townhall.recovery.cli import register as register_recovery_commands  # noqa: E402
+
+register_integrity_commands(app)
+register_recovery_commands(app)

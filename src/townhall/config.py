@@ -97,6 +97,35 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(
         os.cpu_count() or 2, ge=1, description="DuckDB threads per connection."
     )
+    signing_key_path: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) that signs audit checkpoints, dataset version "
+        "manifests and backups. Default: `<data_dir>/keys/signing-key.pem`, made on first use "
+        "(mode 0600). With several nodes, point every node at the same file.",
+    )
+    checkpoint_interval_minutes: int = Field(
+        60,
+        ge=0,
+        description="How often the job `integrity.checkpoint_audit` signs the audit trail's "
+        "head (only when it moved). 0: no scheduled checkpoints (`townhall checkpoint` still "
+        "works).",
+    )
+    backup_dir: Path | None = Field(
+        None,
+        description="Folder for scheduled backups (job `recovery.scheduled_backup`). Unset: no "
+        "scheduled backups.",
+    )
+    backup_interval_hours: int = Field(
+        24, ge=1, description="Hours between scheduled backups (with `backup_dir` set)."
+    )
+    backup_keep: int = Field(
+        7, ge=1, description="Scheduled backups kept in `backup_dir`; older ones are deleted."
+    )
+    backup_passphrase: SecretStr | None = Field(
+        None,
+        description="Passphrase that encrypts the signing key inside scheduled backups. "
+        "Required for scheduled backups; `townhall backup` asks for its own.",
+    )
 
     @classmethod
     def settings_customise_sources(

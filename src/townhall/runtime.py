@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The data folder holds the lake, the job queue, keys and temp files on every backend.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     @cached_property
     def engine(self) -> Engine:

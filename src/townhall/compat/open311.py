@@ -160,10 +160,11 @@ def jurisdiction_id(request: Request) -> str:
 
 
 def _check_jurisdiction(request: Request, given: str | None) -> None:
-    if given and given.strip().lower() != jurisdiction_id(request):
+    ours = jurisdiction_id(request)
+    if given and given.strip().lower() != ours:
         raise Open311Error(
             404,
-            f"jurisdiction_id {given!r} was not found; this server is {jurisdiction_id(request)!r}.",
+            f"jurisdiction_id {given!r} was not found; this server is {ours!r}.",
             "jurisdiction_not_found",
         )
 

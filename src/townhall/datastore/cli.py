@@ -19,7 +19,11 @@ STAGES = {
 }
 
 
-@datasets_app.command("ingest")
+@datasets_app.command(
+    "ingest",
+    help="Load FILE (CSV/TSV, JSON, NDJSON, xlsx, Parquet, GeoJSON) as the next version of a "
+    "dataset's table, with a progress bar. A bad file changes nothing and exits with code 1.",
+)
 def ingest(
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The file to load.")
@@ -38,8 +42,7 @@ def ingest(
         typer.Option("--schema", exists=True, dir_okay=False, help="Frictionless Table Schema."),
     ] = None,
 ) -> None:
-    """Load FILE (CSV/TSV, JSON, NDJSON, xlsx, Parquet, GeoJSON) as the next version of a
-    dataset's table, with a progress bar. A bad file changes nothing and exits with code 1."""
+    """`townhall datasets ingest FILE --dataset SLUG`: see the command's help."""
     from townhall.actor import system_actor
     from townhall.catalog import actions as catalog_actions
     from townhall.catalog import queries as catalog_queries

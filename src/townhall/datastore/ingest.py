@@ -50,6 +50,7 @@ from townhall.datastore.table_schema import (
 )
 from townhall.db import unit_of_work
 from townhall.errors import NotFoundError, PermissionDenied, TownhallError
+from townhall.integrity.manifests import describe_lake_version, seal_version
 
 if TYPE_CHECKING:
     from townhall.runtime import Runtime
@@ -193,6 +194,8 @@ def ingest_file(
         sha256=source_sha256,
         size=source_bytes,
     )
+    # Hashing the snapshot's Parquet files happens here, outside the database transaction.
+    facts = describe_lake_version(runtime.lake, table_name=table_name, snapshot_id=written.snapshot)
     with unit_of_work(runtime.session_factory) as session:
         version = catalog_actions.record_version(
             session,
@@ -213,6 +216,8 @@ def ingest_file(
             },
             bus=runtime.events,
         )
+        # The signed manifest (docs/integrity.md) commits with the version, or neither does.
+        seal_version(session, version, facts, settings=runtime.settings)
     notify("done", 1.0)
     log.info(
         "ingested %s into %s: %d rows, snapshot %d, %.2f s",

@@ -361,6 +361,8 @@ def json_value(name: str, db_type: str) -> exp.Expression:
         return exp.Cast(this=geojson, to=exp.DataType.build("JSON", dialect="duckdb"))
     if upper in ("DOUBLE", "FLOAT", "REAL"):
         return exp.If(this=exp.Anonymous(this="isfinite", expressions=[ref]), true=ref)
+    if upper == "JSON":
+        return exp.Cast(this=ref, to=exp.DataType.build("JSON", dialect="duckdb"))
     return ref
 
 
@@ -575,7 +577,9 @@ def query_rows(engine: QueryEngine, table: PublishedTable, request: RowsRequest)
     select = select.limit(fetch)
     if offset:
         select = select.offset(offset)
-    out_columns = [(name, types[name]) for name in names]
+    # Geometry kept as GeoJSON text (no spatial extension at ingest) goes out as JSON.
+    geojson_text = {c["name"] for c in table.columns if c.get("format") == "geojson"}
+    out_columns = [(name, "JSON" if name in geojson_text else types[name]) for name in names]
     key_count = len(sort_keys) + (1 if use_rowid else 0)
     key_refs = [exp.column(f"__th_k{i}", quoted=True) for i in range(len(sort_keys))]
     if use_rowid:
@@ -607,7 +611,10 @@ def query_rows(engine: QueryEngine, table: PublishedTable, request: RowsRequest)
     total, estimated = _total(engine, table, request, where, binder, len(page), offset, more)
     return QueryResult(
         rows_json=[row[0] for row in page],
-        fields=[{"name": name, "type": logical_type(t)} for name, t in out_columns],
+        fields=[
+            {"name": name, "type": "geometry" if name in geojson_text else logical_type(t)}
+            for name, t in out_columns
+        ],
         total=total,
         total_estimated=estimated,
         truncated=more and request.limit > cap,

@@ -50,6 +50,7 @@ class ColumnPublic(PublicOutput):
     type: str
     db_type: str | None = None
     nullable: bool = True
+    format: str | None = Field(None, description="`geojson` for geometry kept as GeoJSON text.")
 
 
 class IngestPublic(PublicOutput):

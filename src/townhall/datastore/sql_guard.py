@@ -33,6 +33,7 @@ from townhall.errors import TownhallError
 
 MAX_SQL_CHARS = 20_000
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FILE_LIKE = re.compile(r"[/\\:*?]|\.[A-Za-z0-9]+$|^\.|~")
 _CALL_NAME = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 
 _DENIED_NODE_NAMES = (
@@ -231,6 +232,12 @@ def _check_table(
     name = target.name
     if name.lower() in ctes:
         return
+    if _FILE_LIKE.search(name):
+        # DuckDB would read such a name as a file (a replacement scan); slugs never look so.
+        raise not_allowed(
+            f"Files cannot be read: {name!r} is not a dataset. Name datasets by slug.",
+            [{"table": name}],
+        )
     name, version = _split_version(name)
     bindings.append((node, resolve(name, version)))
 

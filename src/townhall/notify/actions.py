@@ -280,9 +280,7 @@ def requeue_message(session: Session, *, actor: Actor, message_id: int, jobs: Jo
     if message is None:
         raise NotFoundError("message", message_id)
     if message.status not in ("technical-failure", "temporary-failure"):
-        raise TownhallError(
-            409, "conflict", f"A {message.status} message cannot be sent again."
-        )
+        raise TownhallError(409, "conflict", f"A {message.status} message cannot be sent again.")
     message.status = "created"
     message.attempts = 0
     message.dead_lettered_at = None

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from townhall.actor import Actor
 from townhall.accounts.auth import requires
+from townhall.actor import Actor
 from townhall.deps import DbSession
 from townhall.errors import NotFoundError
 from townhall.notify import actions, queries
@@ -26,9 +26,7 @@ router = APIRouter(prefix="/api/v1/notify", tags=["notifications"])
 Admin = Annotated[Actor, Depends(requires("system:admin"))]
 
 
-@router.post(
-    "/webhooks", response_model=WebhookCreated, status_code=201, summary="Add a webhook"
-)
+@router.post("/webhooks", response_model=WebhookCreated, status_code=201, summary="Add a webhook")
 def create_webhook(body: WebhookCreate, db: DbSession, actor: Admin) -> WebhookCreated:
     """Events are POSTed as JSON with `X-Townhall-Signature: sha256=<hex>`, the HMAC-SHA256
     of `<X-Townhall-Timestamp>.<body>` under the secret; failures are retried with
@@ -42,9 +40,7 @@ def create_webhook(body: WebhookCreate, db: DbSession, actor: Admin) -> WebhookC
     )
 
 
-@router.get(
-    "/subscriptions", response_model=list[SubscriptionPublic], summary="Subscriptions"
-)
+@router.get("/subscriptions", response_model=list[SubscriptionPublic], summary="Subscriptions")
 def list_subscriptions(
     db: DbSession,
     actor: Admin,
@@ -93,9 +89,7 @@ def list_messages(
 @router.post(
     "/messages/{message_id}/retry", response_model=MessagePublic, summary="Replay a message"
 )
-def retry_message(
-    message_id: int, db: DbSession, actor: Admin, request: Request
-) -> MessagePublic:
+def retry_message(message_id: int, db: DbSession, actor: Admin, request: Request) -> MessagePublic:
     actions.requeue_message(
         db, actor=actor, message_id=message_id, jobs=request.app.state.runtime.jobs
     )

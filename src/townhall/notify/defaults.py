@@ -54,8 +54,7 @@ DEFAULT_TEMPLATES: Final[dict[str, dict[str, str]]] = {
         "channel": "email",
         "subject": "You are following ((topic_label))",
         "body": (
-            "You will get an email from ((site_name)) when there is news about "
-            "((topic_label)).\n"
+            "You will get an email from ((site_name)) when there is news about ((topic_label)).\n"
         ),
     },
 }

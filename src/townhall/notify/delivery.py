@@ -107,7 +107,9 @@ def send_email(settings: Settings, email: EmailMessage) -> Outcome:
             if settings.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if settings.smtp_username:
-                password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+                password = (
+                    settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+                )
                 smtp.login(settings.smtp_username, password)
             smtp.send_message(email)
     except smtplib.SMTPRecipientsRefused as refused:

@@ -46,9 +46,7 @@ def subscription_by_token(session: Session, token: str) -> NotifySubscription | 
     return session.scalar(select(NotifySubscription).where(NotifySubscription.token == token))
 
 
-def subscriptions_for_topics(
-    session: Session, topics: Sequence[str]
-) -> list[NotifySubscription]:
+def subscriptions_for_topics(session: Session, topics: Sequence[str]) -> list[NotifySubscription]:
     return list(
         session.scalars(
             select(NotifySubscription)
@@ -97,9 +95,7 @@ def messages(
             else NotifyMessage.dead_lettered_at.is_(None)
         )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(NotifyMessage.id.desc()).limit(limit).offset(offset)
-    )
+    rows = session.scalars(query.order_by(NotifyMessage.id.desc()).limit(limit).offset(offset))
     return list(rows), total
 
 
@@ -110,10 +106,7 @@ def pending_message_ids(session: Session, *, older_than: object, limit: int = 50
         session.scalars(
             select(NotifyMessage.id)
             .where(
-                (
-                    (NotifyMessage.status == "created")
-                    & (NotifyMessage.created_at < older_than)
-                )
+                ((NotifyMessage.status == "created") & (NotifyMessage.created_at < older_than))
                 | (
                     (NotifyMessage.status == "temporary-failure")
                     & (NotifyMessage.next_attempt_at < older_than)

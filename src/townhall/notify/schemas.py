@@ -78,5 +78,3 @@ class TemplatePublic(PublicOutput):
     body: str
     created_at: datetime
     created_by: str
-
-

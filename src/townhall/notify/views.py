@@ -32,7 +32,9 @@ def _topic_label(topic: str) -> str:
 
 
 @router.get("/notify/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_page(token: str, request: Request, db: DbSession, actor: PublicActor) -> HTMLResponse:
+def unsubscribe_page(
+    token: str, request: Request, db: DbSession, actor: PublicActor
+) -> HTMLResponse:
     subscription = queries.subscription_by_token(db, token)
     return render(
         request,

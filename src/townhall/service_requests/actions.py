@@ -61,7 +61,8 @@ CHANNELS: Final = ("web", "open311", "api", "app", "phone", "walk_in", "email")
 # Abuse limits on submissions; staff entering phone reports (requests:work) are exempt.
 SUBMISSIONS_PER_HOUR_PER_ADDRESS: int = 20
 SUBMISSIONS_PER_HOUR_PER_TOKEN: int = 600
-ATTACHMENT_MAX_BYTES: int = 10 * 1024 * 1024
+# Under the default 10 MiB body limit, so a photo plus the form fields gets through.
+ATTACHMENT_MAX_BYTES: int = 8 * 1024 * 1024
 ATTACHMENTS_PER_REQUEST: int = 10
 IMAGE_MAX_SIDE: Final = 2560
 IMAGE_MAX_PIXELS: Final = 50_000_000
@@ -397,9 +398,7 @@ def parse_datetime(value: str) -> datetime | None:
 
 def _new_tracking_code(session: Session) -> str:
     while True:
-        code = f"{TRACKING_PREFIX}-" + "".join(
-            secrets.choice(TRACKING_ALPHABET) for _ in range(8)
-        )
+        code = f"{TRACKING_PREFIX}-" + "".join(secrets.choice(TRACKING_ALPHABET) for _ in range(8))
         if queries.request_by_code(session, code) is None:
             return code
 
@@ -729,9 +728,7 @@ def _apply_sub_status(request: ServiceRequest, to: str, now: datetime) -> None:
         paused = now - request.sla_paused_at
         if request.expected_at is not None:
             request.expected_at = request.expected_at + paused
-        request.sla_paused_seconds = (request.sla_paused_seconds or 0) + int(
-            paused.total_seconds()
-        )
+        request.sla_paused_seconds = (request.sla_paused_seconds or 0) + int(paused.total_seconds())
         request.sla_paused_at = None
     if to == "waiting_for_resident":
         request.sla_paused_at = now
@@ -824,7 +821,12 @@ def add_note(
     if public_note is None and internal_note is None:
         raise _invalid(["body", "public_note"], "give a public or an internal note")
     _history(
-        session, request, actor, "note", now=now, public_note=public_note,
+        session,
+        request,
+        actor,
+        "note",
+        now=now,
+        public_note=public_note,
         internal_note=internal_note,
     )
     if public_note:
@@ -866,8 +868,8 @@ def assign(
             raise NotFoundError("user", user_id)
     before_user = request.assigned_user_id
     request.assigned_user_id = user_id
-    request.assigned_user = None if user_id is None else account_queries.user_by_id(
-        session, user_id
+    request.assigned_user = (
+        None if user_id is None else account_queries.user_by_id(session, user_id)
     )
     before = request.sub_status
     if user_id is not None and before in ("received", "triaged"):
@@ -891,10 +893,17 @@ def assign(
         action="service_request.assign",
         object_type="service_request",
         object_id=request.tracking_code,
-        changes={"assigned_user_id": [before_user, user_id], "sub_status": [before, request.sub_status]},
+        changes={
+            "assigned_user_id": [before_user, user_id],
+            "sub_status": [before, request.sub_status],
+        },
     )
     _announce(
-        session, request, effects, "request.updated", note=None,
+        session,
+        request,
+        effects,
+        "request.updated",
+        note=None,
         public=request.sub_status != before,
     )
     return request
@@ -920,9 +929,7 @@ def set_priority(
     before = request.priority
     request.priority = priority
     request.updated_at = now
-    _history(
-        session, request, actor, "priority", now=now, changes={"priority": [before, priority]}
-    )
+    _history(session, request, actor, "priority", now=now, changes={"priority": [before, priority]})
     record(
         session,
         actor=actor,
@@ -946,8 +953,13 @@ def set_hidden(
         now = utcnow()
         request.updated_at = now
         _history(
-            session, request, actor, "visibility", now=now,
-            internal_note=_note(reason, "reason"), changes={"hidden": hidden},
+            session,
+            request,
+            actor,
+            "visibility",
+            now=now,
+            internal_note=_note(reason, "reason"),
+            changes={"hidden": hidden},
         )
         record(
             session,
@@ -977,7 +989,9 @@ def merge_duplicate(
     if duplicate.id == original.id:
         raise _invalid(["body", "into"], "a request cannot duplicate itself")
     if original.duplicate_of_id is not None:
-        raise ConflictError(f"{original.tracking_code} is itself a duplicate; merge into its original.")
+        raise ConflictError(
+            f"{original.tracking_code} is itself a duplicate; merge into its original."
+        )
     _require_work(actor, duplicate)
     note = f"Duplicate of {original.tracking_code}; follow that request for progress."
     transition(
@@ -991,7 +1005,11 @@ def merge_duplicate(
     )
     duplicate.duplicate_of_id = original.id
     _history(
-        session, original, actor, "merge", now=now,
+        session,
+        original,
+        actor,
+        "merge",
+        now=now,
         public_note=f"Another report of this problem ({duplicate.tracking_code}) was merged here.",
         changes={"merged": duplicate.tracking_code},
     )
@@ -1138,7 +1156,10 @@ def message_from_resident(
     if not text or len(text) > MESSAGE_MAX:
         raise _invalid(["body", "body"], f"give 1 to {MESSAGE_MAX} characters")
     message = RequestMessage(
-        request_id=request.id, at=now, direction="from_resident", body=text,
+        request_id=request.id,
+        at=now,
+        direction="from_resident",
+        body=text,
         author_label="resident",
     )
     session.add(message)
@@ -1149,8 +1170,13 @@ def message_from_resident(
         _apply_sub_status(request, resume, now)
         request.status_notes = SUB_STATUSES[resume]
         _history(
-            session, request, actor, "status", now=now,
-            from_sub_status="waiting_for_resident", to_sub_status=resume,
+            session,
+            request,
+            actor,
+            "status",
+            now=now,
+            from_sub_status="waiting_for_resident",
+            to_sub_status=resume,
             public_note="The resident answered; work resumes.",
         )
     record(

@@ -351,7 +351,9 @@ def read_request(code: str, db: DbSession, actor: PublicActor) -> RequestPublic:
 def follow(
     code: str, body: FollowInput, db: DbSession, actor: PublicActor, request: Request
 ) -> dict[str, Any]:
-    actions.follow_request(db, actor=actor, code=code, email=body.email, effects=effects_for(request))
+    actions.follow_request(
+        db, actor=actor, code=code, email=body.email, effects=effects_for(request)
+    )
     return {"ok": True}
 
 
@@ -417,9 +419,7 @@ def queue_filter(
         priorities=priority or [],
         assigned_user_id=actor.user_id if assigned == "me" else None,
         unassigned=assigned == "none",
-        organization_ids=[]
-        if actor.can("system:admin")
-        else sorted(actor.organization_ids),
+        organization_ids=[] if actor.can("system:admin") else sorted(actor.organization_ids),
         late_only=late,
         now=utcnow(),
         text=q,
@@ -505,9 +505,7 @@ def set_priority(
     return request_staff(db, updated, full=True)
 
 
-@router.post(
-    "/requests/{code}/merge", response_model=RequestStaff, summary="Close as a duplicate"
-)
+@router.post("/requests/{code}/merge", response_model=RequestStaff, summary="Close as a duplicate")
 def merge(
     code: str, body: MergeInput, db: DbSession, actor: Worker, request: Request
 ) -> RequestStaff:
@@ -532,9 +530,7 @@ def reply(
     return request_staff(db, _workable(db, actor, code), full=True)
 
 
-@router.get(
-    "/request-templates", response_model=list[TemplatePublic], summary="Reply templates"
-)
+@router.get("/request-templates", response_model=list[TemplatePublic], summary="Reply templates")
 def list_templates(db: DbSession, actor: Worker) -> list[TemplatePublic]:
     return [TemplatePublic.model_validate(t) for t in queries.response_templates(db)]
 

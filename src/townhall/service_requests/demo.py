@@ -23,7 +23,8 @@ from townhall.accounts.models import Organization, User
 from townhall.actor import Actor
 from townhall.audit.actions import record
 from townhall.db import utcnow
-from townhall.demo.city import DemoCity, ServiceRequest as DemoRequest
+from townhall.demo.city import DemoCity
+from townhall.demo.city import ServiceRequest as DemoRequest
 from townhall.service_requests.lifecycle import RESOLUTION_SUB_STATUS, SUB_STATUSES
 from townhall.service_requests.models import RequestService, RequestUpdate, ServiceRequest
 from townhall.service_requests.privacy import scrub_personal_data
@@ -182,7 +183,7 @@ def _bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
     columns: dict[str, list[Any]] = {}
     for key in keys:
         values = [row[key] for row in rows]
-        process = table.c[key].type._cached_bind_processor(dialect)  # noqa: SLF001
+        process = table.c[key].type._cached_bind_processor(dialect)
         if process is not None:
             memo: dict[int, Any] = {}  # the same {} in every row is serialised once
             processed = []
@@ -201,7 +202,9 @@ def _bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
         order = list(compiled.positiontup or [])
         params: list[Any] = list(zip(*(columns[key] for key in order), strict=True))
     else:
-        params = [dict(zip(keys, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        params = [
+            dict(zip(keys, values, strict=True)) for values in zip(*columns.values(), strict=True)
+        ]
     connection.exec_driver_sql(compiled.string, params)
 
 
@@ -220,9 +223,10 @@ def _copy_rows(connection: Any, table: Table, keys: list[str], rows: list[dict[s
 
     driver = connection.connection.driver_connection
     columns = ", ".join(f'"{key}"' for key in keys)
-    with driver.cursor() as cursor, cursor.copy(
-        f"COPY {table.name} ({columns}) FROM STDIN"
-    ) as copy:
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy,
+    ):
         for row in rows:
             copy.write_row([value(key, row[key]) for key in keys])
 

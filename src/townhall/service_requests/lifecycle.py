@@ -36,8 +36,7 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "triaged": frozenset({"assigned", "in_progress", "waiting_for_resident"}) | _CLOSINGS,
     "assigned": frozenset({"triaged", "in_progress", "waiting_for_resident"}) | _CLOSINGS,
     # Work has started: it is no longer a question of rejecting the request.
-    "in_progress": frozenset({"assigned", "waiting_for_resident"})
-    | (_CLOSINGS - {"rejected"}),
+    "in_progress": frozenset({"assigned", "waiting_for_resident"}) | (_CLOSINGS - {"rejected"}),
     "waiting_for_resident": frozenset({"triaged", "assigned", "in_progress"}) | _CLOSINGS,
     # Closed requests may only be reopened.
     **{closed: frozenset({"triaged"}) for closed in _CLOSINGS},

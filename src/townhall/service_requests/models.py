@@ -143,9 +143,8 @@ class ServiceRequest(Base):
 
     service: Mapped[RequestService] = relationship(lazy="joined")
     organization: Mapped[Organization | None] = relationship(lazy="joined")
-    assigned_user: Mapped[User | None] = relationship(
-        lazy="joined", foreign_keys=[assigned_user_id]
-    )
+    # Loaded on access (the queue joins it): public lookups never need it.
+    assigned_user: Mapped[User | None] = relationship(foreign_keys=[assigned_user_id])
 
 
 class RequestUpdate(Base):

@@ -185,7 +185,6 @@ _LOW_STOP: Final = frozenset(
         "all",
         "everyone",
         "team",
-        "again",
         "said",
         "says",
     }

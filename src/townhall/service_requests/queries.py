@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from townhall.service_requests.lifecycle import OPEN_SUB_STATUSES
 from townhall.service_requests.models import (
@@ -166,6 +166,7 @@ def list_requests(
     costs a second query). `near` is refined from the bounding box to the true radius."""
     query = _apply(select(ServiceRequest).join(ServiceRequest.service), filters)
     if sort == "queue":
+        query = query.options(joinedload(ServiceRequest.assigned_user))
         # Priority first; then the clock: waiting-for-resident requests (clock stopped) after
         # running ones, earliest deadline first, requests without a deadline last.
         query = query.order_by(
@@ -236,9 +237,7 @@ def nearby_open_requests(
     return found[:limit]
 
 
-def history(
-    session: Session, request_id: int, *, public_only: bool
-) -> list[RequestUpdate]:
+def history(session: Session, request_id: int, *, public_only: bool) -> list[RequestUpdate]:
     """The request's updates, oldest first. Public views get only the updates that carry a
     public note or a status change (never internal notes, assignments or priorities)."""
     query = (
@@ -287,9 +286,7 @@ def messages(session: Session, request_id: int) -> list[RequestMessage]:
     )
 
 
-def attachments(
-    session: Session, request_id: int, *, public_only: bool
-) -> list[RequestAttachment]:
+def attachments(session: Session, request_id: int, *, public_only: bool) -> list[RequestAttachment]:
     """Attachment rows without loading their bytes twice; public ones only when asked."""
     query = (
         select(RequestAttachment)
@@ -317,7 +314,7 @@ def first_public_attachment_ids(session: Session, request_ids: Sequence[int]) ->
         )
         .group_by(RequestAttachment.request_id)
     )
-    return {request_id: attachment_id for request_id, attachment_id in rows}
+    return dict(rows)
 
 
 def response_templates(session: Session, *, active_only: bool = True) -> list[ResponseTemplate]:
@@ -339,8 +336,8 @@ def recent_submission_count(
     api_token_id: int | None = None,
 ) -> int:
     """Requests submitted since `since` from one address (hashed) or with one API token."""
-    query = select(func.count()).select_from(ServiceRequest).where(
-        ServiceRequest.requested_at >= since
+    query = (
+        select(func.count()).select_from(ServiceRequest).where(ServiceRequest.requested_at >= since)
     )
     if client_hash is not None:
         query = query.where(ServiceRequest.client_hash == client_hash)
@@ -363,7 +360,7 @@ def queue_counts(session: Session, *, organization_ids: Sequence[int] = ()) -> d
     )
     if organization_ids:
         query = query.where(ServiceRequest.organization_id.in_(list(organization_ids)))
-    return {sub_status: count for sub_status, count in session.execute(query)}
+    return dict(session.execute(query))
 
 
 def district_codes(session: Session) -> list[str]:

@@ -210,7 +210,7 @@ def requests_index(request: Request, db: DbSession, actor: PublicActor) -> HTMLR
 
 
 @router.get("/requests/track")
-def track(code: Annotated[str, Query(max_length=40)] = "") -> Response:
+def track(actor: PublicActor, code: Annotated[str, Query(max_length=40)] = "") -> Response:
     code = code.strip().upper()
     if not actions.TRACKING_CODE.match(code):
         return RedirectResponse("/requests?bad_code=1#track", status_code=303)
@@ -284,7 +284,11 @@ def submit_request_form(
         )
         if not submission.service_code:
             raise actions._invalid(["service_code"], "choose what you are reporting")
-        if not _text(form, "confirm_new") and submission.lat is not None and submission.long is not None:
+        if (
+            not _text(form, "confirm_new")
+            and submission.lat is not None
+            and submission.long is not None
+        ):
             service = queries.service_by_code(db, submission.service_code)
             if service is not None:
                 duplicates = queries.nearby_open_requests(
@@ -295,7 +299,9 @@ def submit_request_form(
                     radius_m=DUPLICATE_RADIUS_M,
                 )
                 if duplicates:
-                    return _render_form(request, db, actor, values, error=None, duplicates=duplicates)
+                    return _render_form(
+                        request, db, actor, values, error=None, duplicates=duplicates
+                    )
         submitted = actions.submit_request(
             db, actor=actor, submission=submission, effects=effects_for(request)
         )
@@ -444,8 +450,10 @@ def attachment(
     item = queries.attachment_by_id(db, attachment_id)
     if found is None or item is None or item.request_id != found.id:
         raise NotFoundError("attachment", attachment_id)
-    allowed = (item.is_public and not found.hidden) or actions.can_work(actor, found) or (
-        actions.resident_can_access(found, _resident_key(request, found.tracking_code))
+    allowed = (
+        (item.is_public and not found.hidden)
+        or actions.can_work(actor, found)
+        or (actions.resident_can_access(found, _resident_key(request, found.tracking_code)))
     )
     if not allowed:
         raise NotFoundError("attachment", attachment_id)
@@ -592,7 +600,9 @@ def _render_manage(
             "s": staff_view,
             "sla": _sla(found, utcnow()),
             "labels": SUB_STATUSES,
-            "next_states": sorted(allowed_transitions(found.sub_status), key=list(SUB_STATUSES).index),
+            "next_states": sorted(
+                allowed_transitions(found.sub_status), key=list(SUB_STATUSES).index
+            ),
             "priorities": PRIORITIES,
             "templates": queries.response_templates(db),
             "staff_users": _staff_users(db),
@@ -632,9 +642,7 @@ def manage(code: str, request: Request, actor: Worker, db: DbSession, form: Form
         if error.status not in _FORM_ERRORS or error.code == "request_not_found":
             raise
         return _render_manage(request, db, actor, code, done="", error=error)
-    return RedirectResponse(
-        f"/requests/{code}/manage?{urlencode({'done': done})}", status_code=303
-    )
+    return RedirectResponse(f"/requests/{code}/manage?{urlencode({'done': done})}", status_code=303)
 
 
 def _apply_operation(

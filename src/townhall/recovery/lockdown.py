@@ -1,0 +1,198 @@
+"""Lockdown: the portal goes read-only for everyone but administrators, with a banner.
+
+The switch is a row in `lockdowns` (so every node sees it); each process reads it at most every
+`LOCKDOWN_CACHE_SECONDS` (`LockdownCache`), and `LockdownMiddleware` (middleware.py) refuses
+writes with `503 read_only_mode`. Turning it on can also revoke every API token and end every
+web session, the first moves of an incident response. Every change is audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from townhall.actor import Actor
+from townhall.audit.actions import record
+from townhall.db import after_commit, unit_of_work, utcnow
+from townhall.recovery.models import Lockdown
+
+log = logging.getLogger(__name__)
+
+LOCKDOWN_CACHE_SECONDS = 5.0
+"""How stale a node's view of the switch may be: the longest a write can still slip through on
+another node after `townhall lockdown on` returns."""
+DEFAULT_MESSAGE = (
+    "This portal is temporarily read-only while the office deals with an incident. You can "
+    "still read and download everything; please try changes again later."
+)
+MAX_MESSAGE_LENGTH = 1000
+
+
+@dataclass(frozen=True)
+class LockdownState:
+    active: bool
+    message: str = ""
+    since: datetime | None = None
+
+    @property
+    def notice(self) -> dict[str, str] | None:
+        """What the web shell shows as its banner (`request.state.site_notice`)."""
+        if not self.active:
+            return None
+        return {"message": self.message or DEFAULT_MESSAGE, "level": "danger"}
+
+
+OPEN = LockdownState(active=False)
+
+
+def current_lockdown(session: Session) -> Lockdown | None:
+    return session.scalar(
+        select(Lockdown).where(Lockdown.ended_at.is_(None)).order_by(Lockdown.id.desc()).limit(1)
+    )
+
+
+def lockdown_history(session: Session, *, limit: int = 20) -> list[Lockdown]:
+    return list(session.scalars(select(Lockdown).order_by(Lockdown.id.desc()).limit(limit)))
+
+
+def state_of(lockdown: Lockdown | None) -> LockdownState:
+    if lockdown is None:
+        return OPEN
+    return LockdownState(True, lockdown.message, lockdown.started_at)
+
+
+def start_lockdown(
+    session: Session,
+    *,
+    actor: Actor,
+    message: str = "",
+    revoke_tokens: bool = False,
+    end_sessions: bool = False,
+    cache: LockdownCache | None = None,
+) -> Lockdown:
+    """Turn read-only mode on (or change its message when it is already on).
+
+    `revoke_tokens` revokes every API token (administrators' too: make new ones from the
+    shell with `townhall tokens create`); `end_sessions` ends every web session. Raises 401/403
+    without `system:admin`. Idempotent apart from the audit entries it adds.
+    """
+    actor.require("system:admin")
+    message = message.strip()[:MAX_MESSAGE_LENGTH]
+    lockdown = current_lockdown(session)
+    started = lockdown is None
+    if lockdown is None:
+        lockdown = Lockdown(message=message, started_by=actor.label, started_at=utcnow())
+        session.add(lockdown)
+        session.flush()
+    elif message:
+        lockdown.message = message
+    tokens = _revoke_all_tokens(session, actor) if revoke_tokens else 0
+    sessions = _end_all_sessions(session) if end_sessions else 0
+    lockdown.tokens_revoked += tokens
+    lockdown.sessions_ended += sessions
+    record(
+        session,
+        actor=actor,
+        action="lockdown.start" if started else "lockdown.update",
+        object_type="lockdown",
+        object_id=lockdown.id,
+        changes={
+            "message": lockdown.message,
+            "tokens_revoked": tokens,
+            "sessions_ended": sessions,
+        },
+    )
+    if cache is not None:
+        after_commit(session, cache.invalidate)
+    return lockdown
+
+
+def end_lockdown(
+    session: Session, *, actor: Actor, cache: LockdownCache | None = None
+) -> Lockdown | None:
+    """Turn read-only mode off; returns the lockdown that ended, or None if there was none
+    (idempotent: nothing is recorded then). Raises 401/403 without `system:admin`."""
+    actor.require("system:admin")
+    lockdown = current_lockdown(session)
+    if lockdown is None:
+        return None
+    lockdown.ended_at = utcnow()
+    lockdown.ended_by = actor.label
+    record(
+        session,
+        actor=actor,
+        action="lockdown.end",
+        object_type="lockdown",
+        object_id=lockdown.id,
+        changes={"started_at": lockdown.started_at.isoformat()},
+    )
+    if cache is not None:
+        after_commit(session, cache.invalidate)
+    return lockdown
+
+
+def _revoke_all_tokens(session: Session, actor: Actor) -> int:
+    from townhall.accounts import actions as accounts_actions
+    from townhall.accounts import queries as accounts_queries
+
+    revoked = 0
+    for token in accounts_queries.list_tokens(session):
+        if token.revoked_at is None:
+            accounts_actions.revoke_api_token(session, actor=actor, token_id=token.id)
+            revoked += 1
+    return revoked
+
+
+def _end_all_sessions(session: Session) -> int:
+    # One UPDATE rather than one action per session: there may be thousands, and the
+    # lockdown's own audit entry records how many ended.
+    # TODO(accounts): move into accounts.actions as `end_every_web_session`.
+    from townhall.accounts.models import WebSession
+
+    result = session.execute(
+        update(WebSession).where(WebSession.ended_at.is_(None)).values(ended_at=utcnow())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class LockdownCache:
+    """One process's view of the switch, read from the database at most every `ttl` seconds.
+
+    A failed read (database down, table not migrated yet) keeps the last known state and is
+    retried on the next request after `ttl`: a lockdown never lifts because a read failed.
+    """
+
+    def __init__(
+        self, session_factory: sessionmaker[Session], ttl: float = LOCKDOWN_CACHE_SECONDS
+    ) -> None:
+        self._session_factory = session_factory
+        self._ttl = ttl
+        self._state = OPEN
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def fresh(self) -> LockdownState | None:
+        """The cached state if still fresh, else None (then call `refresh`, off the loop)."""
+        return self._state if time.monotonic() < self._expires else None
+
+    def refresh(self) -> LockdownState:
+        with self._lock:
+            if time.monotonic() < self._expires:
+                return self._state
+            try:
+                with unit_of_work(self._session_factory) as session:
+                    self._state = state_of(current_lockdown(session))
+            except SQLAlchemyError:
+                log.warning("could not read the lockdown switch; keeping the last known state")
+            self._expires = time.monotonic() + self._ttl
+            return self._state
+
+    def invalidate(self) -> None:
+        self._expires = 0.0

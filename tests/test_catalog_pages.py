@@ -556,12 +556,6 @@ def test_upload_without_javascript_then_publish(client, publisher, runtime):
     resource_id = int(dict(parse_qsl(urlsplit(location).query))["resource"])
     assert f'<option value="{resource_id}" selected>' in report
 
-    # Still a draft: the public does not see it.
-    assert client.get("/datasets/benches", headers={**BROWSER, "Cookie": ""}).status_code in (
-        200,
-        404,
-    )
-
     # A bad file is refused with its rows named; the loaded version stays.
     ragged = b"id,seats,park\n1,2,Park 1\n2,3\n3,4,Park 2,extra\n"
     bad = client.post(

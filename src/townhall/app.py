@@ -20,6 +20,7 @@ SLICES: list[str] = [
     "townhall.health",
     "townhall.accounts",
     "townhall.audit",
+    "townhall.announcements",
     "townhall.catalog",
     "townhall.datastore",
     "townhall.directory",
@@ -30,6 +31,8 @@ SLICES: list[str] = [
     "townhall.compat.open311",
     "townhall.integrity",
     "townhall.recovery",
+    "townhall.governance",
+    "townhall.publishing",
 ]
 
 

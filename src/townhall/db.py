@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.types import TypeDecorator
 
 from townhall.config import Settings
@@ -58,8 +59,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(settings: Settings) -> Engine:
-    """Build the engine; SQLite gets WAL, foreign keys and IMMEDIATE write transactions."""
+def make_engine(settings: Settings, *, for_reads: bool = False) -> Engine:
+    """Build the engine; SQLite gets WAL, foreign keys and IMMEDIATE write transactions.
+
+    `for_reads` gives SQLite an engine whose transactions begin DEFERRED, so GET requests
+    read a WAL snapshot without queueing behind writers.
+    """
     url = make_url(settings.resolved_database_url)
     if url.get_backend_name() == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,12 +73,12 @@ def make_engine(settings: Settings) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_pre_ping=True,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, immediate=not for_reads)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin (see "begin" below).
@@ -89,7 +94,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front: a transaction that reads the audit chain's
         # tail and then appends can never be overtaken by another writer (no SQLITE_BUSY_SNAPSHOT).
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -112,9 +117,17 @@ def _run_after_commit(session: Session) -> None:
 
 
 @contextmanager
-def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """Commit once at the end, or roll back on error; then run queued side effects."""
+def unit_of_work(
+    factory: sessionmaker[Session], *, write_factory: sessionmaker[Session] | None = None
+) -> Iterator[Session]:
+    """Commit once at the end, or roll back on error; then run queued side effects.
+
+    `write_factory` marks a read unit of work: `write_soon` defers its small writes to a
+    transaction of their own on that factory, after this one ends.
+    """
     session = factory()
+    if write_factory is not None:
+        session.info["write_factory"] = write_factory
     try:
         yield session
         session.commit()
@@ -125,6 +138,21 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         session.close()
     _run_after_commit(session)
+
+
+def write_soon(session: Session, statement: Executable) -> None:
+    """Run a small bookkeeping write (a last-used time): now in a write unit of work, or just
+    after a read unit of work, in a short transaction of its own."""
+    write_factory = session.info.get("write_factory")
+    if write_factory is None:
+        session.execute(statement)
+        return
+
+    def run() -> None:
+        with unit_of_work(write_factory) as writer:
+            writer.execute(statement)
+
+    after_commit(session, run)
 
 
 def ping(engine: Engine) -> None:

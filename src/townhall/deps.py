@@ -11,9 +11,21 @@ from sqlalchemy.orm import Session
 from townhall.config import Settings
 from townhall.db import unit_of_work
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 def _db_session(request: Request) -> Iterator[Session]:
-    with unit_of_work(request.app.state.session_factory) as session:
+    runtime = request.app.state.runtime
+    if (
+        request.method in SAFE_METHODS
+        and runtime.read_session_factory is not runtime.session_factory
+    ):
+        with unit_of_work(
+            runtime.read_session_factory, write_factory=runtime.session_factory
+        ) as session:
+            yield session
+        return
+    with unit_of_work(runtime.session_factory) as session:
         yield session
 
 

@@ -20,9 +20,10 @@ import logging
 import pkgutil
 import re
 import traceback
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -35,6 +36,7 @@ from sqlalchemy.orm import Session
 from townhall.db import after_commit, utcnow
 
 if TYPE_CHECKING:
+    from townhall.config import Settings
     from townhall.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,37 @@ def registered_jobs() -> dict[str, JobSpec]:
     return dict(_REGISTRY)
 
 
+def scheduled_jobs(settings: Settings) -> dict[str, timedelta]:
+    """Every job a `tasks` module lists in its `SCHEDULE` ({job name: function of the settings
+    giving its interval, or None when the job is off}), with the interval in force."""
+    found: dict[str, timedelta] = {}
+    for module in task_modules():
+        schedule = getattr(importlib.import_module(module), "SCHEDULE", {})
+        for name, every in schedule.items():
+            interval = every(settings)
+            if interval is not None and interval > timedelta(0):
+                found[name] = interval
+    return found
+
+
+def schedule_matcher(name: str, interval: timedelta) -> Callable[[datetime], bool]:
+    """When Huey's scheduler (which looks once a minute) should queue job `name`.
+
+    The job runs when the minutes since the epoch, shifted by an offset that comes from the
+    name, are a multiple of the interval: runs are evenly spaced on every node alike, and two
+    daily jobs do not all fire at midnight. Scheduled jobs must be idempotent: with several
+    workers each one queues the job.
+    """
+    minutes = max(1, int(interval.total_seconds() // 60))
+    offset = zlib.crc32(name.encode()) % minutes
+
+    def matches(now: datetime) -> bool:
+        aware = now.replace(tzinfo=UTC) if now.tzinfo is None else now
+        return (int(aware.timestamp() // 60) - offset) % minutes == 0
+
+    return matches
+
+
 def enqueue_after_commit(session: Session, queue: JobQueue, name: str, *ids: Any) -> None:
     """Queue job `name` once the session's transaction commits; nothing on rollback."""
     _check_ids(name, ids)
@@ -209,6 +242,13 @@ class JobQueue:
             self._tasks[spec.name] = self.huey.task(
                 retries=spec.retries, retry_delay=spec.retry_delay, name=spec.name
             )(self._bind(spec.function))
+        self.schedule = scheduled_jobs(settings)
+        for job_name, interval in self.schedule.items():
+            if job_name not in self._tasks:
+                raise RuntimeError(f"SCHEDULE names {job_name!r}, which no @job registers")
+            self.huey.periodic_task(
+                schedule_matcher(job_name, interval), name=f"schedule.{job_name}"
+            )(self._enqueuer(job_name))
         self.huey.post_execute("townhall.record_failure")(self._record_final_failure)
         self.huey.signal(huey_signals.SIGNAL_INTERRUPTED)(self._requeue_interrupted)
         self._consumer: Consumer | None = None
@@ -224,6 +264,15 @@ class JobQueue:
         run.__name__ = function.__name__
         run.__doc__ = function.__doc__
         return run
+
+    def _enqueuer(self, name: str) -> Callable[[], None]:
+        # The periodic task only queues the named job, which keeps its own retries and
+        # failure state.
+        def enqueue_scheduled() -> None:
+            self.enqueue(name)
+
+        enqueue_scheduled.__name__ = f"schedule_{name.replace('.', '_')}"
+        return enqueue_scheduled
 
     @property
     def job_names(self) -> list[str]:

@@ -35,6 +35,19 @@ class Runtime:
         return make_session_factory(self.engine)
 
     @cached_property
+    def read_engine(self) -> Engine:
+        if self.engine.dialect.name != "sqlite":
+            return self.engine
+        return make_engine(self.settings, for_reads=True)
+
+    @cached_property
+    def read_session_factory(self) -> sessionmaker[Session]:
+        """Sessions for safe requests; on SQLite they do not take the write lock."""
+        if self.read_engine is self.engine:
+            return self.session_factory
+        return make_session_factory(self.read_engine)
+
+    @cached_property
     def jobs(self) -> JobQueue:
         # Imported here so CLI commands that never queue do not load Huey.
         from townhall.jobs import JobQueue
@@ -56,7 +69,12 @@ class Runtime:
     def close(self) -> None:
         if "jobs" in self.__dict__:
             self.jobs.stop_consumer()
+            self.jobs.close()
+        if "events" in self.__dict__:
+            self.events.close()
         if "lake" in self.__dict__:
             self.lake.close()
+        if "read_engine" in self.__dict__ and self.read_engine is not self.__dict__.get("engine"):
+            self.read_engine.dispose()
         if "engine" in self.__dict__:
             self.engine.dispose()

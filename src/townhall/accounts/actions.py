@@ -27,7 +27,7 @@ from townhall.accounts.security import (
 )
 from townhall.actor import Actor
 from townhall.audit.actions import record
-from townhall.db import utcnow
+from townhall.db import utcnow, write_soon
 from townhall.errors import ConflictError, NotFoundError, TownhallError
 
 
@@ -293,16 +293,24 @@ def end_web_session(session: Session, *, actor: Actor, web_session_id: int) -> N
     )
 
 
-def touch_web_session(web_session: WebSession, *, max_age_seconds: int, now: datetime) -> None:
+def touch_web_session(
+    session: Session, web_session: WebSession, *, max_age_seconds: int, now: datetime
+) -> None:
     """Sliding expiry; only written once a minute so reads do not all become writes."""
     if (now - web_session.last_seen_at).total_seconds() > 60:
-        web_session.last_seen_at = now
-        web_session.expires_at = now + timedelta(seconds=max_age_seconds)
+        write_soon(
+            session,
+            update(WebSession)
+            .where(WebSession.id == web_session.id)
+            .values(last_seen_at=now, expires_at=now + timedelta(seconds=max_age_seconds)),
+        )
 
 
-def touch_api_token(token: ApiToken, *, now: datetime) -> None:
+def touch_api_token(session: Session, token: ApiToken, *, now: datetime) -> None:
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 300:
-        token.last_used_at = now
+        write_soon(
+            session, update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now)
+        )
 
 
 def prune_login_attempts(session: Session, *, older_than: datetime) -> int:

@@ -66,7 +66,7 @@ def current_actor(request: Request, db: DbSession, settings: AppSettings) -> Act
             raise TownhallError(401, "invalid_token", "The API token has expired.")
         if not token.user.is_active:
             raise TownhallError(401, "invalid_token", "The token's user is deactivated.")
-        actions.touch_api_token(token, now=now)
+        actions.touch_api_token(db, token, now=now)
         role_permissions = permissions_for_role(token.user.role)
         scoped = role_permissions & frozenset(token.scopes) if token.scopes else role_permissions
         actor = actor_for_user(token.user, via="token", token_id=token.id)
@@ -81,7 +81,7 @@ def current_actor(request: Request, db: DbSession, settings: AppSettings) -> Act
         )
         if alive and web_session is not None:
             actions.touch_web_session(
-                web_session, max_age_seconds=settings.session_max_age_seconds, now=now
+                db, web_session, max_age_seconds=settings.session_max_age_seconds, now=now
             )
             actor = actor_for_user(
                 web_session.user,

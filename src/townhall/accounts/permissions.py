@@ -29,6 +29,12 @@ PERMISSIONS: dict[str, str] = {
     "organizations:manage": "Create and edit organizations (offices).",
     "datasets:read-restricted": "Read datasets restricted to partners.",
     "datasets:publish": "Create, ingest and publish datasets of one's organizations.",
+    "datasets:review": "Approve or send back datasets in review (never one's own, where the "
+    "organization requires review).",
+    "governance:read": "See the data inventory, classifications, retention reports and "
+    "publication runs.",
+    "governance:manage": "Set review rules, lower a column's classification, edit retention "
+    "policies and privacy-safe publication pipelines, and run them.",
     "directory:edit": "Edit the public service directory and office status.",
     "queues:operate": "Issue, call and serve tickets at an office counter.",
     "requests:work": "Work service requests: triage, assign, update, reply.",
@@ -52,7 +58,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "tokens:manage-own",
             "events:subscribe",
             "datasets:publish",
+            "datasets:review",
             "datasets:read-restricted",
+            "governance:read",
             "open311:submit",
         }
     ),
@@ -60,6 +68,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         _STAFF
         | {
             "insights:read",
+            "governance:read",
             "directory:edit",
             "users:read",
             "datasets:read-restricted",

@@ -13,7 +13,7 @@ from townhall.accounts import queries as account_queries
 from townhall.actor import Actor
 from townhall.audit.actions import record
 from townhall.catalog import queries, search
-from townhall.catalog.models import Dataset, DatasetVersion, Resource
+from townhall.catalog.models import DATASET_STATES, Dataset, DatasetVersion, Resource
 from townhall.catalog.vocabularies import FREQUENCIES, GRACE_FRACTION
 from townhall.db import utcnow
 from townhall.errors import ConflictError, NotFoundError, PermissionDenied, TownhallError
@@ -195,23 +195,29 @@ def delete_dataset(session: Session, *, actor: Actor, slug: str) -> Dataset:
 
 
 def set_dataset_state(session: Session, *, actor: Actor, slug: str, state: str) -> Dataset:
-    """Publish or withdraw a dataset's record (review workflow arrives with governance)."""
+    """Move a dataset's record through the publication workflow (draft, in_review, approved,
+    published, withdrawn); the rules (review, licence, steward, classification) are
+    `townhall.governance.workflow.check_state_change`, which raises when a move is refused."""
+    # Imported here: governance reads the catalog, so a module-level import would be a cycle.
+    from townhall.governance.workflow import check_state_change
+
     dataset = queries.dataset_by_slug(session, slug)
     if dataset is None or dataset.state == "deleted":
         raise NotFoundError("dataset", slug)
     _require_edit(actor, dataset)
-    if state not in ("draft", "published", "withdrawn"):
+    if state not in DATASET_STATES:
         raise TownhallError(422, "invalid_request", f"state: cannot set {state!r} directly")
     if state == "published" and not dataset.license_id:
         raise ConflictError("A dataset needs a licence before it is published.")
     if dataset.state != state:
+        review = check_state_change(session, actor=actor, dataset=dataset, state=state)
         record(
             session,
             actor=actor,
             action="dataset.state",
             object_type="dataset",
             object_id=dataset.id,
-            changes={"state": [dataset.state, state]},
+            changes={"state": [dataset.state, state], **review},
         )
         dataset.state = state
         dataset.updated_at = utcnow()

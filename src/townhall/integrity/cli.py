@@ -104,7 +104,9 @@ def verify(
     if not dataset:
         if audit_problems:
             for problem in audit_problems:
-                err_console.print(f"[red]Audit trail broken:[/red] {problem.message}")
+                err_console.print(
+                    f"[red]Audit trail broken:[/red] {problem.message}", soft_wrap=True
+                )
         else:
             console.print(f"[green]Audit trail intact:[/green] {report.entries_checked} entries")
         console.print(f"Checkpoints checked: {report.checkpoints_checked}")
@@ -115,12 +117,14 @@ def verify(
         )
     if file is not None and not report.problems:
         console.print(f"[green]{file.name} matches[/green] {dataset[0] if dataset else ''}")
-    others = [p for p in report.problems if p.area != "audit"]
-    if others:
-        table = Table("area", "where", "problem", title="Problems found", show_lines=True)
-        for problem in others:
-            table.add_row(problem.area, problem.subject, problem.message)
-        err_console.print(table)
+    for problem in report.problems:
+        if problem.area != "audit":
+            # One line each, never wrapped, so scripts and people can grep for a file name.
+            err_console.print(
+                f"[red]{problem.area}:[/red] {problem.subject}: {problem.message}",
+                soft_wrap=True,
+                highlight=False,
+            )
     if report.problems:
         raise typer.Exit(1)
     console.print("[green]Everything checked is intact.[/green]")

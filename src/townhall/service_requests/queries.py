@@ -314,7 +314,7 @@ def first_public_attachment_ids(session: Session, request_ids: Sequence[int]) ->
         )
         .group_by(RequestAttachment.request_id)
     )
-    return dict(rows)
+    return dict(rows.all())
 
 
 def response_templates(session: Session, *, active_only: bool = True) -> list[ResponseTemplate]:
@@ -360,7 +360,7 @@ def queue_counts(session: Session, *, organization_ids: Sequence[int] = ()) -> d
     )
     if organization_ids:
         query = query.where(ServiceRequest.organization_id.in_(list(organization_ids)))
-    return dict(session.execute(query))
+    return dict(session.execute(query).all())
 
 
 def district_codes(session: Session) -> list[str]:

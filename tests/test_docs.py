@@ -280,3 +280,17 @@ def test_reference_verify_finds_what_townhall_verify_finds():
     assert "missing or were moved" in first_problem([rows[0], rows[2]])
     relinked = {**rows[2], "prev_hash": rows[0]["entry_hash"]}
     assert "does not link" in first_problem([rows[0], rows[1], relinked])
+
+
+def test_the_documented_checkpoint_is_the_signed_one():
+    from townhall.integrity.checkpoints import CHECKPOINT_TYPE, checkpoint_document
+
+    text = page("audit.md")
+    block = re.search(r"## Signed checkpoints.*?```json\n(.*?)```", text, re.DOTALL)
+    assert block, "docs/audit.md shows no checkpoint document"
+    keys = re.findall(r'^\s*"([a-z_]+)":', block.group(1), re.MULTILINE)
+    signed = checkpoint_document(
+        seq=1, entry_hash="0" * 64, at=datetime(2026, 1, 1, tzinfo=UTC), prev=GENESIS_HASH
+    )
+    assert set(keys) == set(signed)
+    assert f'"type": "{CHECKPOINT_TYPE}"' in block.group(1)

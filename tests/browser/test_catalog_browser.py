@@ -256,7 +256,8 @@ def test_search_preview_chart_and_map(browser: Browser, server: Server) -> None:
         brooklyn = int(re.search(r"of ([\d,]+)", count_text).group(1).replace(",", ""))
         assert 0 < brooklyn < 1000
         boroughs = page.locator("table.preview tbody tr td:nth-child(26)").all_inner_texts()
-        assert boroughs and set(boroughs) == {"BROOKLYN"}, boroughs[:5]
+        assert boroughs
+        assert set(boroughs) == {"BROOKLYN"}, boroughs[:5]
         # Page 2 of the filtered rows.
         page.get_by_role("navigation", name="Preview pages").get_by_role(
             "link", name="Next page"
@@ -275,7 +276,8 @@ def test_search_preview_chart_and_map(browser: Browser, server: Server) -> None:
         bars = chart.locator("g.bar rect")
         assert bars.count() >= 5
         box = bars.first.bounding_box()
-        assert box is not None and box["width"] > 20
+        assert box is not None
+        assert box["width"] > 20
         page.locator("#chart").scroll_into_view_if_needed()
         screenshot(page, "catalog-chart", full_page=False)
         page.get_by_text("The chart's numbers as a table").click()
@@ -416,7 +418,8 @@ def test_publisher_creates_uploads_with_progress_and_publishes(
         rows = httpx.get(
             f"{server.base_url}/api/v1/datasets/benches/rows?limit=1", timeout=10, trust_env=False
         ).json()
-        assert rows["total"] == 60_000 and rows["version"] == 1
+        assert rows["total"] == 60_000
+        assert rows["version"] == 1
         # The failed upload answered 422 to the script: expected, not a problem.
         assert [p for p in problems if not p.startswith("422 ")] == [], problems
     except Exception:

@@ -35,6 +35,7 @@ EDITABLE_FIELDS = (
     "landing_page",
     "conforms_to",
     "visibility",
+    "steward_id",
 )
 
 
@@ -85,7 +86,7 @@ def create_dataset(
         title=title,
         organization_id=organization.id,
         created_by_id=actor.user_id,
-        steward_id=actor.user_id,
+        steward_id=values.pop("steward_id", actor.user_id),
         state="draft",
         **values,
     )

@@ -271,6 +271,8 @@ def search_page(
         if facet == "license":
             lic = LICENSES.get(value)
             return lic.title if lic else value
+        if facet == "freshness":
+            return value.capitalize()
         return value
 
     facets = []
@@ -440,7 +442,7 @@ def load_preview(engine: QueryEngine, view: TableView) -> None:
 
 # Charts ----------------------------------------------------------------------------------------
 
-CHART_WIDTH = 720
+CHART_WIDTH = 880
 
 
 def nice_step(span: float, count: int) -> float:
@@ -462,7 +464,7 @@ def fmt_number(value: float, step: float = 1.0) -> str:
     return f"{value:,.{decimals}f}"
 
 
-def _count_ticks(maximum: int, count: int = 4) -> tuple[int, list[int]]:
+def _count_ticks(maximum: int, count: int = 5) -> tuple[int, list[int]]:
     step = max(1, int(nice_step(maximum, count)))
     top = max(step, math.ceil(maximum / step) * step)
     return top, list(range(0, top + 1, step))
@@ -927,14 +929,23 @@ def map_features(engine: QueryEngine, view: TableView, where_columns: dict[str, 
 
 
 def api_examples(
-    base_url: str, slug: str, view: TableView | None, resources: int, restricted: bool
+    base_url: str,
+    slug: str,
+    view: TableView | None,
+    resources: int,
+    *,
+    restricted: bool,
+    pinned_version: bool = False,
 ) -> list[dict[str, str]]:
-    """curl, Python and R snippets for the rows the page shows (its filters and sort)."""
+    """curl, Python and R snippets for the rows the page shows (its table, version when one
+    was chosen, filters and sort). `restricted` adds the API token they then need."""
     base = base_url.rstrip("/")
     params: list[tuple[str, str]] = []
     if view is not None:
         if resources > 1:
             params.append(("resource", str(view.table.resource_id)))
+        if pinned_version:
+            params.append(("version", str(view.table.version)))
         params += [(f"{f.column}__{f.op}", f.value) for f in view.filters]
         if view.q:
             params.append(("q", view.q))
@@ -949,7 +960,7 @@ def api_examples(
     sql = f'SELECT * FROM "{slug}" LIMIT 10'
     auth_curl = ' -H "Authorization: Bearer $TOWNHALL_TOKEN"' if restricted else ""
     auth_py = ', headers={"Authorization": f"Bearer {token}"}' if restricted else ""
-    py_params = ",\n    ".join(f"{k!r}: {v!r}" for k, v in params)
+    py_params = "".join(f"        {json.dumps(k)}: {json.dumps(v)},\n" for k, v in params)
     py_token = 'token = os.environ["TOWNHALL_TOKEN"]\n' if restricted else ""
     r_auth = (
         'token <- Sys.getenv("TOWNHALL_TOKEN")\n'
@@ -980,7 +991,7 @@ def api_examples(
                 + py_token
                 + "page = httpx.get(\n"
                 f'    "{base}/api/v1/datasets/{slug}/rows",\n'
-                f"    params={{\n    {py_params},\n    }}{auth_py},\n"
+                f"    params={{\n{py_params}    }}{auth_py},\n"
                 ").json()\n"
                 'rows = pd.DataFrame(page["rows"])\n\n'
                 "# The whole table\n"
@@ -1259,6 +1270,7 @@ def dataset_page(
         view,
         len(table_resources),
         restricted=dataset.visibility != "public" or dataset.state != "published",
+        pinned_version=version is not None,
     )
     return render(request, "catalog/dataset.html", context, actor=actor)
 
@@ -1325,6 +1337,10 @@ def _fill_table_view(
         except TownhallError as error:
             context["chart_error"] = error.message
     mappable = map_columns(view.columns)
+    if mappable and "geometry" in mappable:
+        engine.allowed_functions  # noqa: B018  # opens the engine, which tells if spatial loaded
+        if not engine.spatial:
+            mappable = None
     if mappable:
         try:
             collection = map_features(engine, view, mappable)
@@ -1566,9 +1582,24 @@ def edit_dataset_submit(
 
 @router.post("/datasets/{slug}/publish")
 def publish_submit(request: Request, slug: str, db: DbSession, actor: Publisher) -> Response:
-    """Make the dataset's record public (its tables are already loaded)."""
+    """Make the dataset's record public (its tables are already loaded). When the publication
+    workflow refuses (a review is required, a column looks personal, no steward), the upload
+    page says why, with each blocker, instead of an error page."""
     _editable_dataset(db, actor, slug)
-    actions.set_dataset_state(db, actor=actor, slug=slug, state="published")
+    try:
+        actions.set_dataset_state(db, actor=actor, slug=slug, state="published")
+    except TownhallError as error:
+        if error.status not in (403, 409):
+            raise
+        db.rollback()
+        context = _upload_context(db, actor, slug, None, None)
+        context["publish_refused"] = {
+            "message": error.message,
+            "errors": [e.get("message", "") for e in error.errors if e.get("message")],
+        }
+        return render(
+            request, "catalog/upload.html", context, status_code=error.status, actor=actor
+        )
     return RedirectResponse(f"/datasets/{slug}?_published=1", status_code=303)
 
 

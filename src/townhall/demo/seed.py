@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.progress import Progress
+from sqlalchemy.orm import Session
 
 from townhall.accounts import actions as account_actions
 from townhall.accounts import queries as account_queries
@@ -114,6 +115,16 @@ def _seed_accounts(runtime: Runtime, city: DemoCity, actor: Actor) -> None:
             )
 
 
+def _steward_for(session: Session, city: DemoCity, office_slug: str) -> int:
+    """A publisher of the office looks after its datasets; the demo admin otherwise."""
+    emails = [m.email for m in city.staff if m.role == "publisher" and m.office_slug == office_slug]
+    for email in [*emails, DEMO_ADMIN_EMAIL]:
+        user = account_queries.user_by_email(session, email)
+        if user is not None:
+            return user.id
+    raise RuntimeError("the demo admin must exist before datasets are seeded")
+
+
 def _seed_datasets(
     runtime: Runtime, city: DemoCity, actor: Actor, progress: Progress | None, task: object
 ) -> None:
@@ -138,6 +149,7 @@ def _seed_datasets(
                     frequency=FREQUENCY_CODES.get(dataset.frequency, "IRREG"),
                     languages=["en"],
                     contact_email=f"opendata@{city.domain}",
+                    steward_id=_steward_for(session, city, dataset.publisher_office_slug),
                 )
                 resource = catalog_actions.create_resource(
                     session,
@@ -164,6 +176,7 @@ def _seed_datasets(
                 license_id="CC-BY-4.0",
                 frequency="IRREG",
                 languages=["en"],
+                steward_id=_steward_for(session, city, city.offices[0].slug),
             )
             boundaries = catalog_actions.create_resource(
                 session,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from townhall.accounts.auth import requires
 from townhall.actor import Actor
@@ -24,6 +24,7 @@ from townhall.notify.schemas import (
 
 router = APIRouter(prefix="/api/v1/notify", tags=["notifications"])
 Admin = Annotated[Actor, Depends(requires("system:admin"))]
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a database integer: larger is a 404, not a 500
 
 
 @router.post("/webhooks", response_model=WebhookCreated, status_code=201, summary="Add a webhook")
@@ -54,7 +55,7 @@ def list_subscriptions(
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204, summary="Remove")
-def delete_subscription(subscription_id: int, db: DbSession, actor: Admin) -> None:
+def delete_subscription(subscription_id: RowId, db: DbSession, actor: Admin) -> None:
     actions.delete_subscription(db, actor=actor, subscription_id=subscription_id)
 
 
@@ -89,7 +90,7 @@ def list_messages(
 @router.post(
     "/messages/{message_id}/retry", response_model=MessagePublic, summary="Replay a message"
 )
-def retry_message(message_id: int, db: DbSession, actor: Admin, request: Request) -> MessagePublic:
+def retry_message(message_id: RowId, db: DbSession, actor: Admin, request: Request) -> MessagePublic:
     actions.requeue_message(
         db, actor=actor, message_id=message_id, jobs=request.app.state.runtime.jobs
     )

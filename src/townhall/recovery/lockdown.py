@@ -169,11 +169,9 @@ class LockdownCache:
     retried on the next request after `ttl`: a lockdown never lifts because a read failed.
     """
 
-    def __init__(
-        self, session_factory: sessionmaker[Session], ttl: float = LOCKDOWN_CACHE_SECONDS
-    ) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], ttl: float | None = None) -> None:
         self._session_factory = session_factory
-        self._ttl = ttl
+        self._ttl = LOCKDOWN_CACHE_SECONDS if ttl is None else ttl
         self._state = OPEN
         self._expires = 0.0
         self._lock = threading.Lock()

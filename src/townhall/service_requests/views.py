@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
@@ -114,6 +114,13 @@ def _set_key_cookie(response: Response, request: Request, code: str, key: str) -
         secure=request.app.state.settings.base_url.startswith("https://"),
         path=f"/requests/{code}",
     )
+
+
+def _row_id(value: str | None) -> int | None:
+    """A form's id field: digits that fit a database integer, else None."""
+    if value and value.isdigit() and int(value) < 2**31:
+        return int(value)
+    return None
 
 
 def _text(form: FormData, name: str, limit: int = 4000) -> str | None:
@@ -442,7 +449,11 @@ def follow(
 
 @router.get("/requests/{code}/attachments/{attachment_id}")
 def attachment(
-    code: str, attachment_id: int, request: Request, db: DbSession, actor: PublicActor
+    code: str,
+    attachment_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    request: Request,
+    db: DbSession,
+    actor: PublicActor,
 ) -> Response:
     """Public photos for everyone; the rest for staff and the resident only (404 otherwise,
     so their existence is not given away)."""
@@ -659,12 +670,12 @@ def _apply_operation(
     internal_note = _text(form, "internal_note")
     if operation == "transition":
         to = _text(form, "sub_status", 40) or ""
-        template = _text(form, "template_id", 12)
-        if template and template.isdigit() and not public_note:
+        template_id = _row_id(_text(form, "template_id", 12))
+        if template_id is not None and not public_note:
             found = queries.request_by_code(db, code)
             if found is not None:
                 public_note = actions.apply_template(
-                    db, template_id=int(template), request=found, effects=effects
+                    db, template_id=template_id, request=found, effects=effects
                 )
         actions.transition(
             db, actor=actor, code=code, to=to, public_note=public_note,
@@ -678,9 +689,8 @@ def _apply_operation(
         )  # fmt: skip
         return "Note added."
     if operation == "assign":
-        user = _text(form, "user_id", 12)
         actions.assign(
-            db, actor=actor, code=code, user_id=int(user) if user and user.isdigit() else None,
+            db, actor=actor, code=code, user_id=_row_id(_text(form, "user_id", 12)),
             internal_note=internal_note, effects=effects,
         )  # fmt: skip
         return "Assignment changed."
@@ -706,11 +716,11 @@ def _apply_operation(
         )
         return "Hidden from public lists." if operation == "hide" else "Shown publicly again."
     if operation in ("publish_attachment", "unpublish_attachment"):
-        value = _text(form, "attachment_id", 12) or ""
-        if not value.isdigit():
+        attachment_id = _row_id(_text(form, "attachment_id", 12))
+        if attachment_id is None:
             raise actions._invalid(["attachment_id"], "missing")
         actions.set_attachment_public(
-            db, actor=actor, attachment_id=int(value),
+            db, actor=actor, attachment_id=attachment_id,
             is_public=operation == "publish_attachment",
         )  # fmt: skip
         return "Attachment visibility changed."

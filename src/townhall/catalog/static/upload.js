@@ -41,7 +41,10 @@
         if (e.row !== undefined && e.row !== null) { where.push("row " + e.row); }
         if (e.column) { where.push("column " + e.column); }
         if (e.loc && !where.length) { where.push(e.loc.join(".")); }
-        item.textContent = (where.length ? where.join(", ") + ": " : "") + (e.message || e.type || "");
+        var text = String(e.message || e.type || "");
+        /* The reader's messages repeat the row ("Row 3: ..."); say it once. */
+        if (e.row !== undefined && e.row !== null) { text = text.replace("Row " + e.row + ": ", ""); }
+        item.textContent = (where.length ? where.join(", ") + ": " : "") + text;
         list.appendChild(item);
       });
       errorBox.appendChild(list);

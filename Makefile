@@ -20,7 +20,8 @@ system:
 
 ## Set up, migrate, seed the demo city and serve on http://127.0.0.1:8000
 run: $(STAMP)
-	$(BIN)/townhall serve --demo --host 127.0.0.1 --port 8000
+	TOWNHALL_SITE_NAME="$${TOWNHALL_SITE_NAME:-City of Riverton}" \
+		$(BIN)/townhall serve --demo --host 127.0.0.1 --port 8000
 
 ## Set up (system packages included) and run every test: both backends, browser, two nodes, fuzzing
 test: $(STAMP) system

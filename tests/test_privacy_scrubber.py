@@ -45,19 +45,19 @@ def removed_tokens(original: str, scrubbed: str) -> set[int]:
     return set(range(len(before))) - kept
 
 
-def personal_tokens(text: str, pii: list[dict]) -> dict[int, tuple[int, str]]:
-    """token index -> (entity number, kind) for every token inside a labelled value."""
+def personal_tokens(text: str, pii: list[dict]) -> dict[int, set[int]]:
+    """token index -> the labelled entities (by number) whose value covers it."""
     spans = []
     for number, item in enumerate(pii):
         start = text.find(item["value"])
         while start != -1:
-            spans.append((start, start + len(item["value"]), number, item["kind"]))
+            spans.append((start, start + len(item["value"]), number))
             start = text.find(item["value"], start + 1)
-    labelled = {}
+    labelled: dict[int, set[int]] = {}
     for index, match in enumerate(TOKEN.finditer(text)):
-        for start, end, number, kind in spans:
+        for start, end, number in spans:
             if start <= match.start() and match.end() <= end:
-                labelled[index] = (number, kind)
+                labelled.setdefault(index, set()).add(number)
     return labelled
 
 
@@ -101,7 +101,7 @@ def evaluate(records: list[dict]) -> Score:
             if index not in removed:
                 score.fn += 1
         for number, entity in enumerate(item["pii"]):
-            indexes = [i for i, (n, _) in labelled.items() if n == number]
+            indexes = [i for i, numbers in labelled.items() if number in numbers]
             score.entities[entity["kind"]] += 1
             if indexes and all(i in removed for i in indexes):
                 score.caught[entity["kind"]] += 1

@@ -324,7 +324,18 @@ def _name_pair_span(
     text: str, pair: re.Match[str], known_first: frozenset[str]
 ) -> tuple[int, int] | None:
     first, last, middle = pair.group("first"), pair.group("last"), pair.group("middle")
-    if first not in known_first or _names_a_place(text, pair):
+    if _names_a_place(text, pair) or first in _SENTENCE_WORDS:
+        return None
+    if first not in known_first:
+        # Not a known first name: still a name when two unknown capitalised words report
+        # something ("Kateryna Gallagher reported it").
+        if (
+            middle is None
+            and first not in _AMBIGUOUS
+            and last not in _AMBIGUOUS | _SENTENCE_WORDS
+            and _REPORTING_VERB.match(text, pair.end())
+        ):
+            return pair.span()
         return None
     if last in _SENTENCE_WORDS:
         # "Thanks, Clarence Nguyen Call me...": the third word starts the next sentence.
@@ -338,7 +349,7 @@ def _name_pair_span(
 
 def _is_lone_first_name(text: str, word: re.Match[str], known_first: frozenset[str]) -> bool:
     name = word.group(0)
-    if name not in known_first or name in _AMBIGUOUS:
+    if name not in known_first or name in _AMBIGUOUS or name in _SENTENCE_WORDS:
         return False
     if _sentence_start(text, word.start()) and not _VERBS_AFTER_NAME.match(text, word.end()):
         return False
@@ -349,7 +360,12 @@ def _lowercase_names(text: str, known_first: frozenset[str]) -> list[tuple[int, 
     """Names written in lowercase: a word or two after a cue ("thanks, ana silva", "mrs.
     petrov"), or a known first name before a verb ("kofi says")."""
     spans = []
-    for match in _LOWER_NAME.finditer(text):
+    position = 0
+    while True:
+        match = _LOWER_NAME.search(text, position)
+        if match is None:
+            return spans
+        position = match.end("first")
         first = match.group("first")
         if first in _COMMON_WORDS or first.capitalize() in _AMBIGUOUS:
             continue
@@ -363,7 +379,7 @@ def _lowercase_names(text: str, known_first: frozenset[str]) -> list[tuple[int, 
             spans.append(match.span("first"))
         else:
             spans.append(match.span())
-    return spans
+            position = match.end()
 
 
 _LOWER_NAME: Final = re.compile(
@@ -385,12 +401,16 @@ _COMMON_WORDS: Final = frozenset(
     next door house home number since every about around after before while
     """.split()
 )
+_REPORTING_VERB: Final = re.compile(
+    r"\s+(?:reported|says|said|told|called|asked|saw|lives|complained|agrees|thinks|wants|"
+    r"noticed|mentioned|from\s+number)\b"
+)
 # Capitalised words that start sentences, not names.
 _SENTENCE_WORDS: Final = frozenset(
     {w.capitalize() for w in _COMMON_WORDS}
     | set(
         """
-        It Call Cost Route Outside Contact Tel Email Reply Please Refund My The This That There
+        Mr Mrs Ms Dr Miss It Call Cost Route Outside Contact Tel Email Reply Please Refund My The This That There
         We I You He She They Thanks Regards About Zip Request Will Sent Send Order Passport
         Snow Water Trash Graffiti Someone Noise Big Dead Broken Leaves Permit Streetlight
         Hydrant Tree Apartment Flat Unit Suite Apt Mobile Phone Cell Fax Hi Hello Dear
@@ -424,9 +444,9 @@ def scrub_text(
             replacer.found[kind] += added
     replacer.sub(_IBAN, "iban", check=_is_iban)
     replacer.sub(_CARD, "card", check=_is_card)
-    replacer.sub(_ID_CUE, "id", group="value")
     replacer.sub(_SSN, "id")
     replacer.sub(_NINO, "id")
+    replacer.sub(_ID_CUE, "id", group="value")
     replacer.sub(_LETTER_CODE, "id")
     replacer.replace_spans(_phones(replacer.text, phone_region), "phone")
     replacer.sub(_TRUNK_PHONE, "phone")

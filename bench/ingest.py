@@ -100,6 +100,15 @@ def townhall_ingest(csv_path: Path, data_dir: Path, rows: int) -> IngestResult:
             account_actions.create_organization(
                 session, actor=actor, slug=ORGANIZATION_SLUG, name="Benchmark office"
             )
+            steward = account_actions.create_user(
+                session,
+                actor=actor,
+                email="steward@bench.invalid",
+                password=BENCH_SECRET,
+                role="publisher",
+                display_name="Benchmark steward",
+                organization_slugs=[ORGANIZATION_SLUG],
+            )
             catalog_actions.create_dataset(
                 session,
                 actor=actor,
@@ -107,12 +116,10 @@ def townhall_ingest(csv_path: Path, data_dir: Path, rows: int) -> IngestResult:
                 slug=DATASET_SLUG,
                 title="311 service requests (generated)",
                 license_id="CC-BY-4.0",
+                steward_id=steward.id,
             )
             resource = catalog_actions.create_resource(
                 session, actor=actor, slug=DATASET_SLUG, name="requests", format="CSV"
-            )
-            catalog_actions.set_dataset_state(
-                session, actor=actor, slug=DATASET_SLUG, state="published"
             )
             resource_id = resource.id
         runtime.lake.current_snapshot()  # creates the catalog: setup, not ingest
@@ -128,6 +135,11 @@ def townhall_ingest(csv_path: Path, data_dir: Path, rows: int) -> IngestResult:
         if version.row_count != rows:
             raise RuntimeError(f"Townhall loaded {version.row_count} rows, expected {rows}")
         columns = {c["name"]: c.get("db_type") for c in version.columns}
+        # Publishing the dataset's record (so anonymous API calls can read it) is not timed.
+        with unit_of_work(runtime.session_factory) as session:
+            catalog_actions.set_dataset_state(
+                session, actor=actor, slug=DATASET_SLUG, state="published"
+            )
     finally:
         runtime.close()
     return IngestResult(

@@ -25,7 +25,7 @@ from bench import ingest as ingest_mod
 from bench import queries as queries_mod
 from bench import report
 from bench.generate import generate_csv
-from bench.servers import Server, start_datasette, start_townhall
+from bench.servers import Server, round_trip_seconds, start_datasette, start_townhall
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROWS = 5_000_000
@@ -229,6 +229,24 @@ def run(args: argparse.Namespace, workdir: Path, console: Console, command: str)
             datasette = start_datasette(sqlite_path, workdir)
             servers.append(datasette)
 
+        floors = [
+            f"Townhall `/healthz` {report.fmt_seconds(round_trip_seconds(townhall, '/healthz'))}"
+        ]
+        floors.append(
+            "Townhall dataset metadata (`/api/v1/datasets/{slug}`, SQL database only) "
+            + report.fmt_seconds(
+                round_trip_seconds(townhall, f"/api/v1/datasets/{ingest_mod.DATASET_SLUG}")
+            )
+        )
+        if datasette is not None:
+            floors.append(
+                "Datasette `/-/versions.json` "
+                + report.fmt_seconds(round_trip_seconds(datasette, "/-/versions.json"))
+            )
+        results.notes.append(
+            "Round trip of a request that reads no table: " + "; ".join(floors) + "."
+        )
+
         specs = queries_mod.specs(rows, ingest_mod.DATASET_SLUG)
         results.specs = specs
         runners["townhall"] = queries_mod.HttpRunner(townhall.base_url, lambda s: s.townhall)
@@ -269,6 +287,12 @@ def run(args: argparse.Namespace, workdir: Path, console: Console, command: str)
     )
     log(f"  {results.exports[-1].seconds:.2f} s")
 
+    for done in results.exports:
+        if done.bytes is not None and done.bytes < 0.9 * results.csv_bytes:
+            results.notes.append(
+                f"**{done.system}'s export is short**: {report.fmt_mb(done.bytes)} for a "
+                f"{report.fmt_mb(results.csv_bytes)} source."
+            )
     results.versions = report.versions(postgres_version)
     results.machine["load average (1/5/15 min) before / after"] = (
         f"{load_before} / {report.loadavg()}"

@@ -235,7 +235,9 @@ def test_dataset_page_shows_metadata_freshness_versions_and_report(client, publi
     assert ">60<" in versions
     assert "added street" in versions
     assert "first version, 6 columns" in versions
-    assert publisher.email in versions
+    # Who published: the office for the public, the person for the dataset's editors.
+    assert publisher.email not in versions
+    assert "<td>Parks</td>" in versions
 
     # The validation report of the version shown, with its columns.
     report = html[html.index('id="validation"') :]
@@ -275,6 +277,8 @@ def test_dataset_page_shows_metadata_freshness_versions_and_report(client, publi
     assert "Street 1" not in old
     page(client, "/datasets/street-trees", 404, version=9)
     page(client, "/datasets/nope", 404)
+    login(client, publisher.email)
+    assert publisher.email in page(client, "/datasets/street-trees").split('id="versions"')[1]
 
 
 def test_preview_sorts_filters_and_pages_through_query_parameters(client, trees):
@@ -400,6 +404,8 @@ def test_map_of_geometry_column(client, publisher, runtime):
     assert len(match.group(1)) < 1_000_000
     assert 'href="/api/v1/datasets/districts/download.geojson"' in html
     assert "71 shapes from the column <code>geometry</code>" in html
+    # Every property of the districts is a distinct code: the chart says a bar chart says little.
+    assert "Every value in this column is different" in html
 
 
 # Publisher pages ------------------------------------------------------------------------------

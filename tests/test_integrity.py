@@ -277,7 +277,8 @@ def test_manifest_is_served_signed_and_verifiable(client, runtime, published):
     assert manifest["version"] == 2
     assert manifest["row_count"] == 300
     assert [c["name"] for c in manifest["columns"]] == ["id", "species", "h"]
-    assert manifest["files"] and all(len(f["sha256"]) == 64 for f in manifest["files"])
+    assert manifest["files"]
+    assert all(len(f["sha256"]) == 64 for f in manifest["files"])
     assert manifest["source"]["format"] == "csv"
     # Verifiable with the published key alone.
     key = client.get("/api/v1/integrity/public-key").json()
@@ -387,9 +388,7 @@ def test_compromised_rotation_resigns_and_revokes(runtime, published):
     # Something the leaked key signs is no longer believed.
     with unit_of_work(runtime.session_factory) as session:
         session.execute(
-            update(DatasetVersion)
-            .where(DatasetVersion.number == 1)
-            .values(signature=old_signature)
+            update(DatasetVersion).where(DatasetVersion.number == 1).values(signature=old_signature)
         )
     found = problems(runtime, dataset_slugs=["trees"], audit=False)
     assert any("revoked" in p for p in found), found

@@ -108,9 +108,7 @@ def test_banner_on_every_page_and_html_refusal(client, app, runtime):
 def test_compatibility_apis_keep_their_error_shapes(client, app, runtime, staff):
     client.get("/")
     lock(runtime, app)
-    ckan = client.post(
-        "/api/3/action/organization_create", headers=auth(staff), json={"name": "x"}
-    )
+    ckan = client.post("/api/3/action/organization_create", headers=auth(staff), json={"name": "x"})
     body = ckan.json()
     assert body["success"] is False
     assert "__type" in body["error"]

@@ -137,7 +137,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment wins over the file, so an operator can override one value at start-up.
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        toml_file = os.environ.get("TOWNHALL_CONFIG_FILE", "townhall.toml")
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict
 
 T = TypeVar("T")
 
+# Ids and version numbers fit a signed 64-bit column; larger values are refused as 422
+# instead of overflowing the database driver.
+MAX_ID = 2**63 - 1
+
 
 class StrictInput(BaseModel):
     """Inputs refuse unknown fields, so a typo is an error instead of silently ignored."""

@@ -223,6 +223,17 @@ def test_search_preview_chart_and_map(browser: Browser, server: Server) -> None:
         expect(page.get_by_role("heading", level=1)).to_have_text("Open data")
         expect(page.get_by_role("heading", name="4 datasets")).to_be_visible()
         screenshot(page, "catalog-search")
+        # The facets are reached and ticked with the keyboard alone.
+        page.get_by_label("Search datasets").focus()
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("button", name="Search", exact=True)).to_be_focused()
+        page.keyboard.press("Tab")
+        first_box = page.locator(".facets input[type=checkbox]").first
+        expect(first_box).to_be_focused()
+        page.keyboard.press("Space")
+        expect(first_box).to_be_checked()
+        page.keyboard.press("Space")
+        expect(first_box).not_to_be_checked()
         page.get_by_role("checkbox", name=re.compile(r"^Environment")).check()
         page.get_by_role("button", name="Apply filters").click()
         expect(page).to_have_url(re.compile(r"theme=ENVI"))
@@ -243,7 +254,8 @@ def test_search_preview_chart_and_map(browser: Browser, server: Server) -> None:
         screenshot(page, "catalog-dataset")
 
         # Sort by a column header (a link), then filter with the form.
-        page.get_by_role("link", name="Complaint Type (sort ascending)").click()
+        page.get_by_role("link", name="Complaint Type (sort ascending)").focus()
+        page.keyboard.press("Enter")
         expect(page).to_have_url(re.compile(r"sort=Complaint"))
         header = page.get_by_role("columnheader", name=re.compile("^Complaint Type"))
         expect(header).to_have_attribute("aria-sort", "ascending")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from townhall.accounts import actions, queries
 from townhall.accounts.auth import PublicActor, requires
@@ -23,7 +23,7 @@ from townhall.accounts.schemas import (
 from townhall.actor import Actor
 from townhall.deps import DbSession
 from townhall.errors import NotFoundError
-from townhall.schemas import Page
+from townhall.schemas import MAX_ID, Page
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -85,7 +85,7 @@ def create_user(
 
 @router.patch("/users/{user_id}", response_model=UserPublic, summary="Change a user")
 def update_user(
-    user_id: int,
+    user_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     body: UserUpdate,
     db: DbSession,
     actor: Annotated[Actor, Depends(requires("users:manage"))],
@@ -132,7 +132,7 @@ def create_token(
 
 @router.delete("/tokens/{token_id}", response_model=TokenPublic, summary="Revoke a token")
 def revoke_token(
-    token_id: int,
+    token_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     db: DbSession,
     actor: Annotated[Actor, Depends(requires("tokens:manage-own"))],
 ) -> TokenPublic:

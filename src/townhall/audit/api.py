@@ -11,7 +11,7 @@ from townhall.accounts.auth import requires
 from townhall.actor import Actor
 from townhall.audit import queries
 from townhall.deps import DbSession
-from townhall.schemas import PublicOutput
+from townhall.schemas import MAX_ID, PublicOutput
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 AuditReader = Annotated[Actor, Depends(requires("audit:read"))]
@@ -20,6 +20,7 @@ AuditReader = Annotated[Actor, Depends(requires("audit:read"))]
 class AuditEntryPublic(PublicOutput):
     seq: int
     at: datetime
+    actor_id: int | None
     actor: str
     action: str
     object_type: str
@@ -43,7 +44,7 @@ def list_audit_entries(
     _actor: AuditReader,
     object_type: Annotated[str | None, Query(max_length=60)] = None,
     object_id: Annotated[str | None, Query(max_length=200)] = None,
-    before_seq: Annotated[int | None, Query(ge=1)] = None,
+    before_seq: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntryPublic]:
     entries = queries.list_entries(

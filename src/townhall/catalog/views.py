@@ -487,6 +487,8 @@ class Chart:
     table: list[tuple[str, str]] = field(default_factory=list)
     table_headers: tuple[str, str] = ("Value", "Rows")
     note: str | None = None
+    all_distinct: bool = False
+    """A bar chart of values that are all different (identifiers, measurements as text)."""
 
 
 def chart_kind_for(column: dict[str, Any]) -> str | None:
@@ -505,10 +507,11 @@ def chartable(columns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in columns if chart_kind_for(c) is not None]
 
 
-def default_chart_column(columns: Sequence[dict[str, Any]]) -> str | None:
-    """A date column first (a line over time says most), then a short text column, then a
-    number that is not an identifier."""
+def chart_candidates(columns: Sequence[dict[str, Any]]) -> list[str]:
+    """Columns worth drawing, best first: dates (a line over time says most), then text that
+    is not free prose, then numbers that are not identifiers, then anything drawable."""
     candidates = chartable(columns)
+    ordered: list[str] = []
     for wanted in ("line", "bar", "histogram"):
         for column in candidates:
             name = str(column["name"]).lower()
@@ -518,8 +521,14 @@ def default_chart_column(columns: Sequence[dict[str, Any]]) -> str | None:
                 continue
             if wanted == "bar" and any(w in name for w in ("description", "address", "comment")):
                 continue
-            return str(column["name"])
-    return str(candidates[0]["name"]) if candidates else None
+            ordered.append(str(column["name"]))
+    ordered += [str(c["name"]) for c in candidates if str(c["name"]) not in ordered]
+    return ordered
+
+
+def default_chart_column(columns: Sequence[dict[str, Any]]) -> str | None:
+    candidates = chart_candidates(columns)
+    return candidates[0] if candidates else None
 
 
 def bar_chart(engine: QueryEngine, view: TableView, name: str) -> Chart:
@@ -563,6 +572,7 @@ def bar_chart(engine: QueryEngine, view: TableView, name: str) -> Chart:
         + (f"; {nulls:,} rows have no value" if nulls else ""),
     )
     chart.table = [(lab, fmt_count(count)) for lab, count in items]
+    chart.all_distinct = int(non_null) > CHART_BARS and int(distinct) == int(non_null)
     if not items:
         chart.note = "No values to draw."
         return chart
@@ -817,6 +827,18 @@ def draw_chart(engine: QueryEngine, view: TableView, name: str, kind: str) -> Ch
     return bar_chart(engine, view, name)
 
 
+def _default_chart(engine: QueryEngine, view: TableView, tries: int = 4) -> Chart | None:
+    """The first candidate column whose chart says something: a bar per value of a column
+    whose values are all different (a code, an area written as text) is passed over."""
+    first: Chart | None = None
+    for name in chart_candidates(view.columns)[:tries]:
+        drawn = draw_chart(engine, view, name, "auto")
+        if not drawn.all_distinct:
+            return drawn
+        first = first or drawn
+    return first
+
+
 # Maps ------------------------------------------------------------------------------------------
 
 
@@ -1027,8 +1049,11 @@ def api_examples(
 
 
 def _version_rows(
-    versions: list[DatasetVersion], resources: dict[int, Resource]
+    versions: list[DatasetVersion], resources: dict[int, Resource], publisher: str | None
 ) -> list[dict[str, Any]]:
+    """Versions with their schema changes described. `publisher` replaces the person who
+    published (an account's email) with the office's name, for readers who are not the
+    dataset's editors: staff addresses are personal data, the office is what they need."""
     rows = []
     for v in versions:
         changes = v.schema_changes or {}
@@ -1047,7 +1072,7 @@ def _version_rows(
                 "version": v,
                 "resource": resources.get(v.resource_id),
                 "changes": "; ".join(described) or "no schema change",
-                "by": (v.published_by or "").removeprefix("user:") or "—",
+                "by": publisher or (v.published_by or "").removeprefix("user:") or "—",
             }
         )
     return rows
@@ -1241,7 +1266,9 @@ def dataset_page(
         "late": queries.is_late(dataset, now),
         "due_text": relative_days(dataset.next_update_due, now),
         "license": LICENSES.get(dataset.license_id or ""),
-        "versions": _version_rows(all_versions, resources),
+        "versions": _version_rows(
+            all_versions, resources, None if editable else dataset.organization.name
+        ),
         "table_resources": table_resources,
         "published_map": published_map,
         "report": _report_summary(shown_version),
@@ -1331,11 +1358,18 @@ def _fill_table_view(
             view.error = error.message
     if view.error is not None:
         return
-    if context["chart_column"]:
+    if chart:
         try:
-            context["chart"] = draw_chart(engine, view, context["chart_column"], kind)
+            context["chart"] = draw_chart(engine, view, chart, kind)
         except TownhallError as error:
             context["chart_error"] = error.message
+    else:
+        try:
+            context["chart"] = _default_chart(engine, view)
+        except TownhallError as error:
+            context["chart_error"] = error.message
+        if context["chart"] is not None:
+            context["chart_column"] = context["chart"].column
     mappable = map_columns(view.columns)
     if mappable and "geometry" in mappable:
         engine.allowed_functions  # noqa: B018  # opens the engine, which tells if spatial loaded

@@ -576,7 +576,7 @@ def _actor_for_api_key(db: Session, raw: str) -> Actor:
         or not token.user.is_active
     ):
         raise Open311Error(403, "api_key is not valid.", "invalid_token")
-    account_actions.touch_api_token(token, now=now)
+    account_actions.touch_api_token(db, token, now=now)
     role_permissions = permissions_for_role(token.user.role)
     scoped = role_permissions & frozenset(token.scopes) if token.scopes else role_permissions
     actor = actor_for_user(token.user, via="token", token_id=token.id)

@@ -26,6 +26,7 @@ from townhall.datastore.upload import receive_upload
 from townhall.db import unit_of_work
 from townhall.deps import DbSession
 from townhall.errors import NotFoundError, PermissionDenied, TownhallError
+from townhall.schemas import MAX_ID
 
 router = APIRouter(prefix="/api/v1", tags=["datastore"])
 Publisher = Annotated[Actor, Depends(requires("datasets:publish"))]
@@ -39,7 +40,10 @@ DownloadFormat = Annotated[
 ResourceParam = Annotated[
     str | None, Query(max_length=300, description="Resource id or name; default the first table")
 ]
-VersionParam = Annotated[int | None, Query(ge=1, description="Dataset version; default published")]
+ResourceIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+VersionParam = Annotated[
+    int | None, Query(ge=1, le=MAX_ID, description="Dataset version; default published")
+]
 QParam = Annotated[str, Query(max_length=500, description="Words to find in text columns")]
 FieldsParam = Annotated[str | None, Query(max_length=5000, description="Columns, comma-separated")]
 SortParam = Annotated[
@@ -157,7 +161,7 @@ def _resource_of(request: Request, actor: Actor, slug: str, resource_id: int) ->
     },
 )
 async def upload_resource_file(
-    request: Request, slug: str, resource_id: int, actor: Uploader
+    request: Request, slug: str, resource_id: ResourceIdPath, actor: Uploader
 ) -> IngestPublic:
     await run_in_threadpool(_resource_of, request, actor, slug, resource_id)
     runtime = request.app.state.runtime
@@ -207,7 +211,7 @@ async def upload_resource_file(
 def queue_fetch(
     request: Request,
     slug: str,
-    resource_id: int,
+    resource_id: ResourceIdPath,
     db: DbSession,
     actor: Publisher,
 ) -> FetchQueued:

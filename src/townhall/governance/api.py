@@ -215,9 +215,8 @@ def inventory(
     classification: Annotated[str | None, Query(max_length=20)] = None,
 ) -> InventoryPublic:
     recorder = getattr(request.app.state, "dataset_usage", None)
-    if recorder is not None:
-        recorder.flush()
-    rows = [row.as_dict() for row in queries.inventory(db)]
+    pending = recorder.pending() if recorder is not None else []
+    rows = [row.as_dict() for row in queries.inventory(db, pending_usage=pending)]
     if organization:
         rows = [r for r in rows if r["organization"] == organization]
     if classification:

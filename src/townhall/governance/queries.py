@@ -4,6 +4,7 @@ retention runs and the data inventory. No commits, no writes (except none)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -108,8 +109,14 @@ class Usage:
 
 
 def usage_by_dataset(
-    session: Session, *, days: int = USAGE_WINDOW_DAYS, now: datetime | None = None
+    session: Session,
+    *,
+    days: int = USAGE_WINDOW_DAYS,
+    now: datetime | None = None,
+    pending: Iterable[tuple[int, str, str, int]] = (),
 ) -> dict[int, Usage]:
+    """Reads per dataset over the last `days`, plus `pending` (dataset id, channel, consumer,
+    count) not yet written by this node's recorder."""
     since = ((now or utcnow()) - timedelta(days=days)).date()
     rows = session.execute(
         select(
@@ -123,7 +130,7 @@ def usage_by_dataset(
     )
     per_consumer: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     result: dict[int, Usage] = defaultdict(Usage)
-    for dataset_id, channel, consumer, count in rows:
+    for dataset_id, channel, consumer, count in [*rows, *pending]:
         usage = result[dataset_id]
         usage.total += int(count)
         usage.by_channel[channel] = usage.by_channel.get(channel, 0) + int(count)
@@ -180,12 +187,19 @@ class InventoryRow:
         }
 
 
-def inventory(session: Session) -> list[InventoryRow]:
-    """Every dataset but deleted ones, with what a data steward needs to see about it."""
+def inventory(
+    session: Session, *, pending_usage: Iterable[tuple[str, str, str, int]] = ()
+) -> list[InventoryRow]:
+    """Every dataset but deleted ones, with what a data steward needs to see about it.
+    `pending_usage` are (slug, channel, consumer, count) reads not yet written."""
     datasets = list(
         session.scalars(select(Dataset).where(Dataset.state != "deleted").order_by(Dataset.slug))
     )
-    usage = usage_by_dataset(session)
+    ids = {d.slug: d.id for d in datasets}
+    usage = usage_by_dataset(
+        session,
+        pending=[(ids[s], ch, who, n) for s, ch, who, n in pending_usage if s in ids],
+    )
     stewards = {
         user.id: user
         for user in session.scalars(

@@ -64,6 +64,13 @@ class UsageRecorder:
         with self._lock:
             self._counts[(slug, utcnow().date(), channel, consumer[:400])] += 1
 
+    def pending(self) -> list[tuple[str, str, str, int]]:
+        """Counts not yet written: (slug, channel, consumer, count). Readers add these to
+        what the database holds, so a page shows this node's latest reads without writing
+        (a write from inside a request would wait on the request's own SQLite lock)."""
+        with self._lock:
+            return [(slug, ch, who, n) for (slug, _day, ch, who), n in self._counts.items()]
+
     def due(self) -> bool:
         return bool(self._counts) and time.monotonic() - self._last_flush >= FLUSH_SECONDS
 
@@ -88,7 +95,12 @@ class UsageRecorder:
 
 def _upsert(session: Session, pending: Counter[Key]) -> None:
     slugs = {slug for slug, *_ in pending}
-    ids = dict(session.execute(select(Dataset.slug, Dataset.id).where(Dataset.slug.in_(slugs))))
+    ids = {
+        slug: dataset_id
+        for slug, dataset_id in session.execute(
+            select(Dataset.slug, Dataset.id).where(Dataset.slug.in_(slugs))
+        )
+    }
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     for (slug, day, channel, consumer), count in sorted(pending.items()):

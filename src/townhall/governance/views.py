@@ -29,9 +29,8 @@ Manager = Annotated[Actor, Depends(requires("governance:manage"))]
 def inventory_page(request: Request, db: DbSession, actor: Reader) -> HTMLResponse:
     """Every dataset with its classification, steward, licence, freshness and usage."""
     recorder = getattr(request.app.state, "dataset_usage", None)
-    if recorder is not None:
-        recorder.flush()
-    rows = [row.as_dict() for row in queries.inventory(db)]
+    pending = recorder.pending() if recorder is not None else []
+    rows = [row.as_dict() for row in queries.inventory(db, pending_usage=pending)]
     return render(request, "governance/inventory.html", {"rows": rows}, actor=actor)
 
 

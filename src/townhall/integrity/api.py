@@ -19,7 +19,7 @@ from townhall.errors import NotFoundError
 from townhall.integrity import checkpoints
 from townhall.integrity.keys import load_key_ring, load_signing_key
 from townhall.integrity.manifests import MANIFEST_TYPE
-from townhall.schemas import PublicOutput
+from townhall.schemas import MAX_ID, PublicOutput
 
 router = APIRouter(prefix="/api/v1", tags=["integrity"])
 
@@ -97,7 +97,7 @@ def list_checkpoints(
     db: DbSession,
     _actor: PublicActor,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> list[CheckpointPublic]:
     return [
         CheckpointPublic(id=c.id, **checkpoints.exported(c))
@@ -127,7 +127,7 @@ def latest_checkpoint(db: DbSession, _actor: PublicActor) -> CheckpointPublic:
 )
 def version_manifest(
     slug: str,
-    number: Annotated[int, Path(ge=1)],
+    number: Annotated[int, Path(ge=1, le=MAX_ID)],
     db: DbSession,
     actor: PublicActor,
     resource: Annotated[

@@ -311,8 +311,12 @@ def _check_topic(topic: str, channel: str) -> None:
 
 
 def _check_webhook_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what can fail ("http://host:x/")
+    except ValueError:
+        raise _invalid("target", "is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _invalid("target", "a webhook needs an http(s) URL")
 
 

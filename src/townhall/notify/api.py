@@ -90,7 +90,9 @@ def list_messages(
 @router.post(
     "/messages/{message_id}/retry", response_model=MessagePublic, summary="Replay a message"
 )
-def retry_message(message_id: RowId, db: DbSession, actor: Admin, request: Request) -> MessagePublic:
+def retry_message(
+    message_id: RowId, db: DbSession, actor: Admin, request: Request
+) -> MessagePublic:
     actions.requeue_message(
         db, actor=actor, message_id=message_id, jobs=request.app.state.runtime.jobs
     )
@@ -100,11 +102,27 @@ def retry_message(message_id: RowId, db: DbSession, actor: Admin, request: Reque
 
 @router.get("/templates", response_model=list[TemplatePublic], summary="Templates")
 def list_templates(db: DbSession, actor: Admin) -> list[TemplatePublic]:
+    """Every stored version; a default template never edited nor used yet is listed as the
+    version 1 it will be stored as (without an id)."""
     found = []
-    for slug in DEFAULT_TEMPLATES:
-        actions.current_template(db, slug)
     for slug in sorted({*DEFAULT_TEMPLATES, *queries.template_slugs(db)}):
-        found += [TemplatePublic.model_validate(t) for t in queries.template_versions(db, slug)]
+        versions = queries.template_versions(db, slug)
+        if not versions and slug in DEFAULT_TEMPLATES:
+            default = DEFAULT_TEMPLATES[slug]
+            found.append(
+                TemplatePublic(
+                    id=None,
+                    slug=slug,
+                    language="en",
+                    version=1,
+                    channel=default["channel"],
+                    subject=default["subject"],
+                    body=default["body"],
+                    created_at=None,
+                    created_by="default",
+                )
+            )
+        found += [TemplatePublic.model_validate(t) for t in versions]
     return found
 
 

@@ -69,12 +69,12 @@ class TemplateSave(StrictInput):
 
 
 class TemplatePublic(PublicOutput):
-    id: int
+    id: int | None = Field(description="None for a default not stored yet")
     slug: str
     language: str
     version: int
     channel: str
     subject: str
     body: str
-    created_at: datetime
+    created_at: datetime | None
     created_by: str

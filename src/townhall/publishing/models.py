@@ -42,6 +42,8 @@ class PublicationPipeline(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(40), unique=True)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    # Who answers for the datasets it makes (their steward); required before publication.
+    steward_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     records_slug: Mapped[str] = mapped_column(String(100))
     counts_slug: Mapped[str] = mapped_column(String(100))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -9,7 +9,6 @@ trail is append-only and tamper-evident, so it must hold nothing that may have t
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +26,7 @@ from townhall.db import utcnow
 from townhall.errors import ConflictError, NotFoundError, PermissionDenied, TownhallError
 from townhall.events import publish_after_commit
 from townhall.notify import actions as notify
+from townhall.notify import queries as notify_queries
 from townhall.service_requests import queries
 from townhall.service_requests.lifecycle import (
     PRIORITIES,
@@ -43,6 +43,7 @@ from townhall.service_requests.models import (
     ServiceRequest,
 )
 from townhall.service_requests.privacy import scrub_personal_data
+from townhall.service_requests.uploads import prepare_upload
 
 if TYPE_CHECKING:
     from townhall.events import EventBus
@@ -64,8 +65,6 @@ SUBMISSIONS_PER_HOUR_PER_TOKEN: int = 600
 # Under the default 10 MiB body limit, so a photo plus the form fields gets through.
 ATTACHMENT_MAX_BYTES: int = 8 * 1024 * 1024
 ATTACHMENTS_PER_REQUEST: int = 10
-IMAGE_MAX_SIDE: Final = 2560
-IMAGE_MAX_PIXELS: Final = 50_000_000
 STAFF_CHANNEL: Final = "requests.queue"
 
 
@@ -1214,84 +1213,40 @@ def follow_request(
     effects: Effects | None = None,
 ) -> str:
     """A resident follows an existing request (instead of filing a duplicate). Returns the
-    subscription's unsubscribe URL."""
+    subscription's unsubscribe URL. A new follower gets a confirmation email carrying the
+    one-click unsubscribe link, so an address typed in by someone else can leave at once.
+    Idempotent for an address already following."""
     effects = effects or Effects()
     request = _get(session, code)
     if request.hidden:
         raise NotFoundError("request", code)
     if not _EMAIL_SHAPE.match(email.strip()):
         raise _invalid(["email"], "is not an email address")
+    topic = f"request:{request.tracking_code}"
+    already = {s.target for s in notify_queries.subscriptions_for_topics(session, [topic])}
     subscription = notify.subscribe(
-        session,
-        actor=actor,
-        channel="email",
-        topic=f"request:{request.tracking_code}",
-        target=email.strip(),
+        session, actor=actor, channel="email", topic=topic, target=email.strip()
     )
-    return effects.unsubscribe_url(subscription.token)
+    unsubscribe_url = effects.unsubscribe_url(subscription.token)
+    if subscription.target not in already:
+        notify.queue_email(
+            session,
+            to=subscription.target,
+            template_slug="subscription.confirm",
+            personalisation={
+                **_personalisation(request, effects),
+                "topic_label": f"request {request.tracking_code} ({request.service.name})",
+            },
+            reference=f"request:{request.tracking_code}",
+            subscription=subscription,
+            event_type="subscription.created",
+            unsubscribe_url=unsubscribe_url,
+            jobs=effects.jobs,
+        )
+    return unsubscribe_url
 
 
 # Attachments -----------------------------------------------------------------------------------
-
-_IMAGE_TYPES: Final = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "GIF": "image/gif",
-}
-
-
-def _sniff(data: bytes) -> str | None:
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data.startswith(b"%PDF-"):
-        return "application/pdf"
-    return None
-
-
-def prepare_upload(filename: str, data: bytes) -> tuple[str, str, bytes]:
-    """Check an upload by its bytes (not its name or declared type) and make it safe to
-    serve: images are decoded and re-encoded, which drops EXIF (GPS position, camera serial)
-    and any payload hidden after the image; they are turned upright and scaled to at most
-    2,560 px. PDFs are kept as sent. Raises 413 / 415 / 422."""
-    if len(data) > ATTACHMENT_MAX_BYTES:
-        raise TownhallError(
-            413, "body_too_large", f"Attachments may be at most {ATTACHMENT_MAX_BYTES} bytes."
-        )
-    kind = _sniff(data)
-    if kind is None:
-        raise TownhallError(
-            415,
-            "unsupported_media_type",
-            "Attach a photo (JPEG, PNG, WebP, GIF) or a PDF document.",
-        )
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1])
-    stem = (stem.rsplit(".", 1)[0] or "attachment")[:80]
-    if kind == "application/pdf":
-        return f"{stem}.pdf", kind, data
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    Image.MAX_IMAGE_PIXELS = IMAGE_MAX_PIXELS
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened) or opened
-            image.thumbnail((IMAGE_MAX_SIDE, IMAGE_MAX_SIDE))
-            keep_alpha = image.mode in ("RGBA", "LA", "P") and kind in ("image/png", "image/gif")
-            out = io.BytesIO()
-            if keep_alpha:
-                image.convert("RGBA").save(out, format="PNG", optimize=True)
-                return f"{stem}.png", "image/png", out.getvalue()
-            image.convert("RGB").save(out, format="JPEG", quality=85, optimize=True)
-            return f"{stem}.jpg", "image/jpeg", out.getvalue()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
-        raise _invalid(["attachment"], "the image could not be read", status=422) from None
 
 
 def add_attachment(
@@ -1313,7 +1268,7 @@ def add_attachment(
     count = len(queries.attachments(session, request.id, public_only=False))
     if count >= ATTACHMENTS_PER_REQUEST:
         raise ConflictError(f"A request may have at most {ATTACHMENTS_PER_REQUEST} attachments.")
-    name, content_type, clean = prepare_upload(filename, data)
+    name, content_type, clean = prepare_upload(filename, data, max_bytes=ATTACHMENT_MAX_BYTES)
     attachment = RequestAttachment(
         request_id=request.id,
         filename=name,

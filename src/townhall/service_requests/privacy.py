@@ -247,7 +247,7 @@ def scrub_personal_data(text: str | None, *, known_names: Iterable[str | None] =
             continue  # the cheap test first: compiling a pattern per name is what costs
         pattern = r"\b" + r"\s+".join(re.escape(part) for part in parts) + r"\b"
         text = re.sub(pattern, NAME_MARK, text, flags=re.IGNORECASE)
-    lowered = text.lower()
+    lowered = " ".join(text.lower().split())  # "thank  you" has the cue "thank you" too
     if not any(word in lowered for word in _CUE_WORDS):
         return text
     low = text == text.lower()

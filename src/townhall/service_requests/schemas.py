@@ -187,7 +187,9 @@ class TransitionInput(StrictInput):
     sub_status: SubStatus
     public_note: str | None = Field(None, max_length=4000)
     internal_note: str | None = Field(None, max_length=4000)
-    template_id: int | None = Field(None, ge=1, le=2**31 - 1, description="Fills public_note from a template")
+    template_id: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Fills public_note from a template"
+    )
 
 
 class NoteInput(StrictInput):
@@ -196,7 +198,9 @@ class NoteInput(StrictInput):
 
 
 class AssignInput(StrictInput):
-    user_id: int | None = Field(None, ge=1, le=2**31 - 1, description="null gives it back to the pool")
+    user_id: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="null gives it back to the pool"
+    )
     internal_note: str | None = Field(None, max_length=4000)
 
 

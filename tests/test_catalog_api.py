@@ -32,9 +32,15 @@ def _publish(client, account, slug):
 
 def test_create_read_update_with_activity(client, publisher):
     created = _create(
-        client, publisher, "street-trees", description="Every tree the city plants.",
-        keywords=["trees", "Trees", "urban forest"], themes=["ENVI"], license_id="CC-BY-4.0",
-        frequency="MONTHLY", languages=["en"],
+        client,
+        publisher,
+        "street-trees",
+        description="Every tree the city plants.",
+        keywords=["trees", "Trees", "urban forest"],
+        themes=["ENVI"],
+        license_id="CC-BY-4.0",
+        frequency="MONTHLY",
+        languages=["en"],
     )
     assert created["keywords"] == ["trees", "Trees", "urban forest"]
     assert created["state"] == "draft"
@@ -85,19 +91,35 @@ def test_publisher_of_another_org_cannot_edit(client, publisher, runtime):
     )
     assert response.status_code in (403, 404)
     cannot_create = client.post(
-        "/api/v1/datasets", headers=auth(outsider),
+        "/api/v1/datasets",
+        headers=auth(outsider),
         json={"slug": "x-data", "title": "X", "organization": "parks"},
     )
     assert cannot_create.status_code == 403
 
 
 def test_search_ranks_title_matches_first_and_counts_facets(client, publisher):
-    _create(client, publisher, "tree-inventory", title="Tree inventory", license_id="CC0-1.0",
-            themes=["ENVI"], keywords=["trees"])
-    _create(client, publisher, "park-budget", title="Park budget", license_id="CC-BY-4.0",
-            description="Spending on parks, including tree planting.", themes=["ECON"])
-    _create(client, publisher, "bus-stops", title="Bus stops", license_id="CC-BY-4.0",
-            themes=["TRAN"])
+    _create(
+        client,
+        publisher,
+        "tree-inventory",
+        title="Tree inventory",
+        license_id="CC0-1.0",
+        themes=["ENVI"],
+        keywords=["trees"],
+    )
+    _create(
+        client,
+        publisher,
+        "park-budget",
+        title="Park budget",
+        license_id="CC-BY-4.0",
+        description="Spending on parks, including tree planting.",
+        themes=["ECON"],
+    )
+    _create(
+        client, publisher, "bus-stops", title="Bus stops", license_id="CC-BY-4.0", themes=["TRAN"]
+    )
     for slug in ("tree-inventory", "park-budget", "bus-stops"):
         _publish(client, publisher, slug)
     found = client.get("/api/v1/datasets", params={"q": "tree"}).json()
@@ -142,3 +164,42 @@ def test_vocabularies_are_served(client):
     assert {"CC-BY-4.0", "CC0-1.0", "ODbL-1.0"} <= licences
     assert any(t["code"] == "TRAN" for t in client.get("/api/v1/themes").json())
     assert any(f["code"] == "MONTHLY" for f in client.get("/api/v1/frequencies").json())
+
+
+def test_public_versions_do_not_name_the_publishing_person(client, publisher, runtime):
+    from townhall.actor import system_actor
+    from townhall.catalog import actions
+    from townhall.db import unit_of_work
+
+    _create(client, publisher, "bins", license_id="CC0-1.0")
+    _publish(client, publisher, "bins")
+    resource = client.post(
+        "/api/v1/datasets/bins/resources", headers=auth(publisher), json={"name": "bins"}
+    ).json()
+    with unit_of_work(runtime.session_factory) as session:
+        actions.record_version(
+            session,
+            actor=system_actor("user:someone@city.example"),
+            resource_id=resource["id"],
+            snapshot_id=None,
+            row_count=0,
+            columns=[],
+            source_name="bins.csv",
+            source_sha256=None,
+            source_bytes=0,
+            validation_report={},
+        )
+    public = client.get("/api/v1/datasets/bins/versions").json()
+    assert public[0]["published_by"] == "Parks Department"
+    own = client.get("/api/v1/datasets/bins/versions", headers=auth(publisher)).json()
+    assert own[0]["published_by"] == "user:someone@city.example"
+
+
+def test_reserved_slugs_are_refused(client, publisher):
+    response = client.post(
+        "/api/v1/datasets",
+        headers=auth(publisher),
+        json={"slug": "new", "title": "New", "organization": "parks"},
+    )
+    assert response.status_code == 422
+    assert "reserved" in response.text

@@ -25,6 +25,8 @@ from .conftest import PASSWORD, SECRET, create_pg_database, drop_pg_database, po
 
 TOWNHALL = str(Path(sys.executable).with_name("townhall"))
 BIG_ROWS = 1_500_000
+# Generous: four test workers may be ingesting millions of rows on two cores at once.
+TIMEOUT = 120
 
 
 def free_port() -> int:
@@ -52,7 +54,7 @@ class Server:
             cwd=self.folder,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=TIMEOUT * 3,
             check=False,
         )
         assert done.returncode == 0, f"townhall {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
@@ -149,15 +151,15 @@ def table_files(node: Server, resource_id: int) -> set[Path]:
 
 def check_versions(node: Server, slug: str) -> list[dict]:
     """Every listed version is whole: its rows are all there, the published one is the newest."""
-    versions = httpx.get(f"{node.base}/api/v1/datasets/{slug}/versions", timeout=30).json()
+    versions = httpx.get(f"{node.base}/api/v1/datasets/{slug}/versions", timeout=TIMEOUT).json()
     for version in versions:
         rows = httpx.get(
             f"{node.base}/api/v1/datasets/{slug}/rows",
             params={"version": version["number"], "limit": 1},
-            timeout=60,
+            timeout=TIMEOUT,
         ).json()
         assert rows["total"] == version["row_count"], (version, rows)
-    dataset = httpx.get(f"{node.base}/api/v1/datasets/{slug}", timeout=30).json()
+    dataset = httpx.get(f"{node.base}/api/v1/datasets/{slug}", timeout=TIMEOUT).json()
     newest = max(v["number"] for v in versions)
     assert dataset["resources"][0]["published_version"] == newest
     return versions
@@ -173,7 +175,7 @@ def upload_in_background(node: Server, url: str, path: Path) -> dict:
                     url,
                     headers=headers(node),
                     files={"file": (path.name, handle, "text/csv")},
-                    timeout=300,
+                    timeout=TIMEOUT * 3,
                 )
             outcome["status"] = response.status_code
             outcome["body"] = response.text
@@ -192,7 +194,10 @@ def test_kill_during_ingest_leaves_the_last_complete_version(server, tmp_path):
     api = f"{node.base}/api/v1"
     assert (
         httpx.post(
-            f"{api}/organizations", headers=headers(node), json={"slug": "parks", "name": "Parks"}
+            f"{api}/organizations",
+            headers=headers(node),
+            json={"slug": "parks", "name": "Parks"},
+            timeout=TIMEOUT,
         ).status_code
         == 201
     )
@@ -211,13 +216,21 @@ def test_kill_during_ingest_leaves_the_last_complete_version(server, tmp_path):
         f"{api}/datasets/meters/resources",
         headers=headers(node),
         json={"name": "table", "format": "CSV"},
+        timeout=TIMEOUT,
     ).json()["id"]
-    assert httpx.post(f"{api}/datasets/meters/publish", headers=headers(node)).status_code == 200
+    assert (
+        httpx.post(
+            f"{api}/datasets/meters/publish", headers=headers(node), timeout=TIMEOUT
+        ).status_code
+        == 200
+    )
     upload_url = f"{api}/datasets/meters/resources/{resource}/upload"
     small = tmp_path / "small.csv"
     small.write_text("id,name,value\n" + "".join(f"{i},n{i},{i}\n" for i in range(100)))
     with small.open("rb") as handle:
-        first = httpx.post(upload_url, headers=headers(node), files={"file": ("s.csv", handle)})
+        first = httpx.post(
+            upload_url, headers=headers(node), files={"file": ("s.csv", handle)}, timeout=TIMEOUT
+        )
     assert first.status_code == 201, first.text
     big = big_csv(tmp_path / "big.csv", BIG_ROWS)
 
@@ -251,7 +264,10 @@ def test_kill_during_ingest_leaves_the_last_complete_version(server, tmp_path):
     # 3. An acknowledged ingest survives a kill right after the answer.
     with big.open("rb") as handle:
         done = httpx.post(
-            upload_url, headers=headers(node), files={"file": ("big.csv", handle)}, timeout=300
+            upload_url,
+            headers=headers(node),
+            files={"file": ("big.csv", handle)},
+            timeout=TIMEOUT * 3,
         )
     assert done.status_code == 201, done.text
     acknowledged = done.json()["version"]
@@ -274,6 +290,7 @@ def test_kill_during_a_burst_of_submissions_loses_no_acknowledged_request(server
         f"{api}/request-services",
         headers=headers(node),
         json={"code": "pothole", "name": "Pothole", "location_required": False},
+        timeout=TIMEOUT,
     )
     assert service.status_code == 201, service.text
     acknowledged: list[str] = []
@@ -281,7 +298,7 @@ def test_kill_during_a_burst_of_submissions_loses_no_acknowledged_request(server
     stop = threading.Event()
 
     def submit(worker: int) -> None:
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=TIMEOUT) as http:
             n = 0
             while not stop.is_set():
                 n += 1
@@ -314,7 +331,7 @@ def test_kill_during_a_burst_of_submissions_loses_no_acknowledged_request(server
     assert len(acknowledged) >= 40, node.log()
 
     node.start()
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=TIMEOUT) as http:
         lost = [
             code for code in acknowledged if http.get(f"{api}/requests/{code}").status_code != 200
         ]

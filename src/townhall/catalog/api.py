@@ -215,7 +215,12 @@ def create_resource(
 @router.get("/datasets/{slug}/versions", response_model=list[VersionPublic], summary="Versions")
 def list_versions(slug: str, db: DbSession, actor: PublicActor) -> list[VersionPublic]:
     dataset = readable_dataset(db, actor, slug)
-    return [VersionPublic.model_validate(v) for v in queries.versions(db, dataset.id)]
+    versions = [VersionPublic.model_validate(v) for v in queries.versions(db, dataset.id)]
+    if not queries.can_edit(actor, dataset):
+        # Who pressed publish is personal data; the public sees the publishing office.
+        for version in versions:
+            version.published_by = dataset.organization.name
+    return versions
 
 
 @router.get(

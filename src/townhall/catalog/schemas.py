@@ -74,8 +74,20 @@ class _DatasetFields(StrictInput):
         return value
 
 
+# Page routes under /datasets/ that a dataset slug would shadow.
+RESERVED_SLUGS = frozenset({"new", "late", "search", "upload"})
+
+
 class DatasetCreate(_DatasetFields):
     slug: str = Field(pattern=SLUG_PATTERN)
+
+    @field_validator("slug")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_SLUGS:
+            raise ValueError(f"{value!r} is reserved for a page; choose another slug")
+        return value
+
     title: str = Field(min_length=1, max_length=300)
     organization: str = Field(min_length=1, max_length=100, description="Organization slug.")
 

@@ -208,3 +208,12 @@ def send_pending(runtime: Runtime, older_than_seconds: int = 60) -> int:
         name = actions.DELIVER_EMAIL if channel == "email" else actions.DELIVER_WEBHOOK
         runtime.jobs.enqueue(name, message_id)
     return len(ids)
+
+
+def _sweep_every(_settings: object) -> timedelta:
+    """Once a minute: a message lost between commit and enqueue waits at most that long."""
+    return timedelta(minutes=1)
+
+
+SCHEDULE = {"notify.send_pending": _sweep_every}
+"""Job name -> function of the settings giving its interval (None: not scheduled)."""

@@ -326,6 +326,28 @@ def test_constraints_are_checked(client, publisher, trees):
     assert ("constraint-error", "size", 4) in found  # required
 
 
+def test_valid_rows_pass_constraints_with_values(client, publisher, trees):
+    """Constraints that bind values (minimum, enum, pattern) must not break a valid upload."""
+    body = csv_bytes(["id", "kind", "size"], [[1, "oak", 5], [2, "fir", 7]])
+    schema = {
+        "fields": [
+            {"name": "id", "type": "integer", "constraints": {"minimum": 1, "maximum": 99}},
+            {
+                "name": "kind",
+                "type": "string",
+                "constraints": {"enum": ["oak", "fir"], "pattern": "[a-z]+", "maxLength": 10},
+            },
+            {"name": "size", "type": "integer", "constraints": {"minimum": 0}},
+        ]
+    }
+    response = upload(client, publisher, "street-trees", trees, body, schema=schema)
+    assert response.status_code == 201, response.text
+    assert rows(client)["rows"] == [
+        {"id": 1, "kind": "oak", "size": 5},
+        {"id": 2, "kind": "fir", "size": 7},
+    ]
+
+
 def test_schema_naming_a_missing_column(client, publisher, trees):
     schema = {"fields": [{"name": "nope", "type": "integer"}]}
     response = upload(client, publisher, "street-trees", trees, b"a\n1\n", schema=schema)

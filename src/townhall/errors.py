@@ -89,7 +89,11 @@ class ConflictError(TownhallError):
 
 
 def error_body(
-    status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    errors: list[dict[str, Any]] | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     return {
         "ok": False,
@@ -97,7 +101,7 @@ def error_body(
         "code": code,
         "message": message,
         "errors": errors or [],
-        "request_id": current_request_id(),
+        "request_id": request_id or current_request_id(),
     }
 
 
@@ -132,6 +136,10 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
+def _request_id_of(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id") or current_request_id()
+
+
 def _render_or_json(
     request: Request,
     status: int,
@@ -143,7 +151,10 @@ def _render_or_json(
     handlers = getattr(request.app.state, "error_shapes", {})
     for prefix, shape in handlers.items():
         if request.url.path.startswith(prefix):
-            return shape(request, status, code, message, errors or [])
+            shaped = shape(request, status, code, message, errors or [])
+            # Retry-After, Allow and friends matter to every client, whatever the body shape.
+            shaped.headers.update(headers or {})
+            return shaped
     if _wants_html(request) and hasattr(request.app.state, "templates"):
         return request.app.state.templates.TemplateResponse(
             request,
@@ -152,7 +163,9 @@ def _render_or_json(
             status_code=status,
             headers=headers,
         )
-    return error_response(status, code, message, errors, headers)
+    return JSONResponse(
+        error_body(status, code, message, errors, _request_id_of(request)), status, headers=headers
+    )
 
 
 def _validation_errors(exc: RequestValidationError) -> tuple[str, str, list[dict[str, Any]]]:
@@ -205,5 +218,6 @@ def install_error_handlers(app: FastAPI) -> None:
             request,
             500,
             "internal_error",
-            f"Unexpected error; quote request id {current_request_id()} when reporting it.",
+            # The 500 handler runs outside the request-id middleware: read the id off the scope.
+            f"Unexpected error; quote request id {_request_id_of(request)} when reporting it.",
         )

@@ -17,7 +17,25 @@ from townhall.catalog.models import DATASET_STATES, Dataset, DatasetVersion, Res
 from townhall.catalog.vocabularies import FREQUENCIES, GRACE_FRACTION
 from townhall.db import utcnow
 from townhall.errors import ConflictError, NotFoundError, PermissionDenied, TownhallError
-from townhall.events import EventBus, publish_after_commit
+from townhall.events import EventBus
+from townhall.events import publish_after_commit as _publish_after_commit
+
+
+def publish_after_commit(
+    session: Session,
+    bus: EventBus | None,
+    channel: str,
+    type: str,
+    data: dict[str, Any],
+) -> None:
+    """`dataset.<slug>` channels are public: only open, published datasets announce anything,
+    so a draft or restricted dataset's existence does not leak."""
+    slug = channel.removeprefix("dataset.")
+    dataset = session.scalar(select(Dataset).where(Dataset.slug == slug))
+    if dataset is None or dataset.visibility != "public" or dataset.state != "published":
+        return
+    _publish_after_commit(session, bus, channel, type, data)
+
 
 EDITABLE_FIELDS = (
     "title",

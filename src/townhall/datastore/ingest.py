@@ -470,6 +470,7 @@ def _load_once(
     params = Params()
     select: list[str] = []
     checks: list[Check] = []
+    pending_checks: list[tuple[str, Any, str, str]] = []
     integral: set[str] = set()
     if source.format.kind == "xlsx":
         plain = _reader(source, schema=None, text_columns=[], sample_rows=0, rejects=None)
@@ -482,15 +483,7 @@ def _load_once(
         if name in declared:
             field_ = declared[name]
             cast = cast_expression(field_, quoted, is_text(db_type), params)
-            checks.extend(
-                checks_for(
-                    field_,
-                    quoted,
-                    cast,
-                    params,
-                    in_primary_key=name in (schema.primary_key if schema else ()),
-                )
-            )
+            pending_checks.append((name, field_, quoted, cast))
             select.append(f"{cast} AS {quote_identifier(target)}")
         elif name in integral:
             select.append(f"CAST({quoted} AS BIGINT) AS {quote_identifier(target)}")
@@ -498,6 +491,21 @@ def _load_once(
             select.append(f"{quoted} AS {quote_identifier(target)}")
     if not select:
         raise ingest_error("The file has no columns.", [{"type": "blank-header", "row": 1}])
+    # Checks bind their own values numbered after the casts', so the write (casts only) and
+    # the validation (casts and checks) each bind exactly the parameters they use.
+    check_params = Params(after=params)
+    for name, field_, quoted, cast in pending_checks:
+        checks.extend(
+            checks_for(
+                field_,
+                quoted,
+                cast,
+                check_params,
+                in_primary_key=name in (schema.primary_key if schema else ()),
+            )
+        )
+    validation_params = Params()
+    validation_params.values = params.values + check_params.values
     if schema is not None and len(schema.primary_key) > 1:
         keys = ", ".join(quote_identifier(k) for k in schema.primary_key)
         checks.append(
@@ -511,7 +519,7 @@ def _load_once(
     column_names = [name for name, _ in columns]
     if checks:
         notify("validating", None)
-        _validate(con, source, schema, column_names, checks, params, sample_rows)
+        _validate(con, source, schema, column_names, checks, validation_params, sample_rows)
     notify("writing", None)
     rejects = _Rejects() if source.format.kind == "csv" else None
     reader = _reader(

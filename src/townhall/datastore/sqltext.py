@@ -25,12 +25,14 @@ def string_literal(value: str) -> str:
 class Params:
     """Positional parameters referenced as `$1`, `$2`, ...: order of use does not matter."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, after: Params | None = None) -> None:
+        """`after`: number on from another set, so both can be bound together."""
         self.values: list[Any] = []
+        self.offset = len(after.values) + after.offset if after is not None else 0
 
     def add(self, value: Any) -> str:
         self.values.append(value)
-        return f"${len(self.values)}"
+        return f"${self.offset + len(self.values)}"
 
     def __bool__(self) -> bool:
         return bool(self.values)

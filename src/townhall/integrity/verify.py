@@ -62,14 +62,14 @@ def verify_audit(
         if progress:
             progress("audit", done, total)
 
-    with unit_of_work(runtime.session_factory) as session:
+    with unit_of_work(runtime.read_session_factory) as session:
         chain: ChainReport = verify_chain(session, progress=advance)
     report.entries_checked = chain.entries_checked
     if not chain.ok:
         report.problems.append(
             Problem("audit", f"audit entry seq {chain.first_bad_seq}", chain.problem or "")
         )
-    with unit_of_work(runtime.session_factory) as session:
+    with unit_of_work(runtime.read_session_factory) as session:
         checked = verify_checkpoints(
             session, ring, settings=runtime.settings, external=external_checkpoints
         )
@@ -93,7 +93,7 @@ def load_versions(
     from townhall.catalog.models import Dataset, DatasetVersion
 
     facts: list[VersionFacts] = []
-    with unit_of_work(runtime.session_factory) as session:
+    with unit_of_work(runtime.read_session_factory) as session:
         if dataset_slugs is None:
             datasets = list(session.scalars(select(Dataset).order_by(Dataset.slug)))
         else:
@@ -181,7 +181,7 @@ def download_version(
     resource's name. Raises NotFoundError."""
     from townhall.catalog import queries as catalog_queries
 
-    with unit_of_work(runtime.session_factory) as session:
+    with unit_of_work(runtime.read_session_factory) as session:
         dataset = catalog_queries.dataset_by_slug(session, slug)
         if dataset is None:
             raise NotFoundError("dataset", slug)

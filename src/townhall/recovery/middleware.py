@@ -32,7 +32,8 @@ def cache_of(app: Any) -> LockdownCache:
     """The app's lockdown cache, made on first use (no database is touched before a request)."""
     cache = getattr(app.state, "lockdown_cache", None)
     if cache is None:
-        cache = LockdownCache(app.state.session_factory)
+        # A read session: on SQLite it does not queue behind writers for the write lock.
+        cache = LockdownCache(app.state.runtime.read_session_factory)
         app.state.lockdown_cache = cache
     return cache
 
@@ -89,8 +90,12 @@ def _is_admin(request: Request) -> bool:
     from townhall.errors import TownhallError
 
     app = request.app
+    runtime = app.state.runtime
     try:
-        with unit_of_work(app.state.session_factory) as session:
+        # Read as a GET does; a token's last-used time is written after, on its own.
+        with unit_of_work(
+            runtime.read_session_factory, write_factory=runtime.session_factory
+        ) as session:
             actor = current_actor(request, session, app.state.settings)
     except TownhallError:
         return False  # a bad token is no administrator

@@ -37,6 +37,7 @@ test-slow: $(STAMP) system
 
 ## Benchmarks side by side with the peers; results in docs/performance.md
 bench: $(STAMP) system
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,bench]"
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
@@ -51,7 +52,7 @@ format: $(STAMP)
 lock:
 	rm -rf /tmp/townhall-lock && $(PYTHON) -m venv /tmp/townhall-lock
 	/tmp/townhall-lock/bin/pip install -q --upgrade pip
-	/tmp/townhall-lock/bin/pip install -q -e ".[test]"
+	/tmp/townhall-lock/bin/pip install -q -e ".[test,bench]"
 	/tmp/townhall-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 clean:

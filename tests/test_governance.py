@@ -84,15 +84,18 @@ def test_required_review_needs_a_second_person(client, admin, alice, bob):
         headers=auth(admin),
         json={"requires_review": True},
     )
-    assert rule.status_code == 200 and rule.json()["requires_review"] is True
+    assert rule.status_code == 200
+    assert rule.json()["requires_review"] is True
     create(client, alice, "playgrounds")
     direct = client.post("/api/v1/datasets/playgrounds/publish", headers=auth(alice))
-    assert direct.status_code == 409 and "review" in direct.json()["message"]
+    assert direct.status_code == 409
+    assert "review" in direct.json()["message"]
 
     submitted = client.post(
         "/api/v1/datasets/playgrounds/submit", headers=auth(alice), json={"note": "ready"}
     )
-    assert submitted.status_code == 200 and submitted.json()["state"] == "in_review"
+    assert submitted.status_code == 200
+    assert submitted.json()["state"] == "in_review"
     queue = client.get("/api/v1/review-queue", headers=auth(bob)).json()
     assert [item["slug"] for item in queue] == ["playgrounds"]
 
@@ -104,9 +107,11 @@ def test_required_review_needs_a_second_person(client, admin, alice, bob):
     approved = client.post("/api/v1/datasets/playgrounds/approve", headers=auth(bob))
     assert approved.status_code == 200, approved.text
     body = approved.json()
-    assert body["state"] == "approved" and body["reviewed_by"].endswith(bob.email)
+    assert body["state"] == "approved"
+    assert body["reviewed_by"].endswith(bob.email)
     published = client.post("/api/v1/datasets/playgrounds/publish", headers=auth(alice))
-    assert published.status_code == 200 and published.json()["state"] == "published"
+    assert published.status_code == 200
+    assert published.json()["state"] == "published"
 
     activity = client.get("/api/v1/datasets/playgrounds/activity", headers=auth(alice)).json()
     states = [e["changes"] for e in activity if e["action"] == "dataset.state"]
@@ -130,7 +135,8 @@ def test_a_reviewer_sends_back_with_a_note(client, admin, alice, bob):
         json={"note": "describe the columns"},
     )
     assert back.status_code == 200
-    assert back.json()["state"] == "draft" and back.json()["review_note"] == "describe the columns"
+    assert back.json()["state"] == "draft"
+    assert back.json()["review_note"] == "describe the columns"
 
 
 def test_licence_and_steward_are_required(client, runtime, alice):
@@ -140,15 +146,20 @@ def test_licence_and_steward_are_required(client, runtime, alice):
 
         dataset_by_slug(session, "no-steward").steward_id = None
     refused = client.post("/api/v1/datasets/no-steward/publish", headers=auth(alice))
-    assert refused.status_code == 409 and "steward" in refused.json()["message"]
+    assert refused.status_code == 409
+    assert "steward" in refused.json()["message"]
     named = client.put(
         "/api/v1/datasets/no-steward/steward", headers=auth(alice), json={"email": alice.email}
     )
-    assert named.status_code == 200 and named.json()["steward"] == alice.email
-    assert client.post("/api/v1/datasets/no-steward/publish", headers=auth(alice)).status_code == 200
+    assert named.status_code == 200
+    assert named.json()["steward"] == alice.email
+    assert (
+        client.post("/api/v1/datasets/no-steward/publish", headers=auth(alice)).status_code == 200
+    )
     create(client, alice, "no-licence", license_id=None)
     response = client.post("/api/v1/datasets/no-licence/publish", headers=auth(alice))
-    assert response.status_code == 409 and "licence" in response.json()["message"]
+    assert response.status_code == 409
+    assert "licence" in response.json()["message"]
 
 
 def test_personal_columns_keep_a_dataset_from_open_data(client, admin, alice):
@@ -159,7 +170,8 @@ def test_personal_columns_keep_a_dataset_from_open_data(client, admin, alice):
     assert columns["contact_email"] == ("personal", "detected")
     assert any("look personal" in b["message"] for b in governance["blockers"])
     refused = client.post("/api/v1/datasets/permits/publish", headers=auth(alice))
-    assert refused.status_code == 409 and "contact_email" in refused.json()["message"]
+    assert refused.status_code == 409
+    assert "contact_email" in refused.json()["message"]
 
     # A publisher may not declare the column public; only a governance manager may.
     lowered = client.put(
@@ -176,7 +188,8 @@ def test_personal_columns_keep_a_dataset_from_open_data(client, admin, alice):
     assert declared.status_code == 200
     assert declared.json()["classification"] == "personal"
     refused = client.post("/api/v1/datasets/permits/publish", headers=auth(alice))
-    assert refused.status_code == 409 and "personal or sensitive" in refused.json()["message"]
+    assert refused.status_code == 409
+    assert "personal or sensitive" in refused.json()["message"]
 
     # Not open data: restricted to partners is allowed.
     client.patch("/api/v1/datasets/permits", headers=auth(alice), json={"visibility": "restricted"})
@@ -192,9 +205,7 @@ def test_a_governance_manager_publishing_confirms_detected_columns(client, admin
     entry = next(e for e in activity if e["action"] == "dataset.state")
     assert entry["changes"]["confirmed_public_columns"] == ["phone"]
     columns = client.get("/api/v1/datasets/office-phones/governance", headers=auth(admin)).json()
-    assert {"name": "phone", "classification": "public", "source": "declared"} in columns[
-        "columns"
-    ]
+    assert {"name": "phone", "classification": "public", "source": "declared"} in columns["columns"]
 
 
 def test_operational_datasets_are_reviewed_the_first_time_only(client, runtime, alice, bob):
@@ -206,7 +217,8 @@ def test_operational_datasets_are_reviewed_the_first_time_only(client, runtime, 
             session, actor=SYSTEM, slug="requests-open", source="service_requests"
         )
     refused = client.post("/api/v1/datasets/requests-open/publish", headers=auth(alice))
-    assert refused.status_code == 409 and "operational" in refused.json()["message"]
+    assert refused.status_code == 409
+    assert "operational" in refused.json()["message"]
     client.post("/api/v1/datasets/requests-open/submit", headers=auth(alice))
     client.post("/api/v1/datasets/requests-open/approve", headers=auth(bob), json={"publish": True})
     assert state(client, alice, "requests-open") == "published"
@@ -252,8 +264,10 @@ def test_retention_anonymises_closed_requests_and_reports_it(client, runtime, ad
     with unit_of_work(runtime.session_factory) as session:
         for row in session.scalars(select(ServiceRequest)):
             if row.id in old_ids:
-                assert row.resident_name is None and row.resident_email is None
-                assert row.address is None and row.description == row.public_description
+                assert row.resident_name is None
+                assert row.resident_email is None
+                assert row.address is None
+                assert row.description == row.public_description
                 assert round(row.lat, 3) == row.lat
             else:
                 assert row.resident_email is not None
@@ -273,7 +287,8 @@ def test_retention_policies_can_be_changed_within_limits(client, runtime, admin)
         headers=auth(admin),
         json={"after_days": 30},
     )
-    assert response.status_code == 200 and response.json()["after_days"] == 30
+    assert response.status_code == 200
+    assert response.json()["after_days"] == 30
     too_short = client.put(
         "/api/v1/retention/policies/service_request.personal_fields",
         headers=auth(admin),
@@ -308,11 +323,14 @@ def test_inventory_lists_every_dataset_with_usage(client, runtime, admin, alice)
     items = {item["slug"]: item for item in inventory.json()["items"]}
     assert set(items) == {"trees", "draft-one"}
     trees = items["trees"]
-    assert trees["classification"] == "public" and trees["license_id"] == "CC0-1.0"
-    assert trees["steward"] == alice.email and trees["state"] == "published"
+    assert trees["classification"] == "public"
+    assert trees["license_id"] == "CC0-1.0"
+    assert trees["steward"] == alice.email
+    assert trees["state"] == "published"
     assert trees["usage_30d"] == 5
     assert trees["usage_by_channel"] == {"api": 4, "download": 1}
-    assert trees["anonymous_30d"] == 4 and trees["consumers_30d"] == 1
+    assert trees["anonymous_30d"] == 4
+    assert trees["consumers_30d"] == 1
     assert trees["top_consumers"][0]["consumer"].endswith(alice.email)
     staff = make_account(runtime, "staff")
     assert client.get("/api/v1/inventory", headers=auth(staff)).status_code == 403

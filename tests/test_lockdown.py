@@ -68,9 +68,10 @@ def test_writes_are_refused_for_non_admins_in_the_native_shape(client, app, runt
     assert client.get("/api/v1/lockdown").json()["active"] is True
     # Administrators keep working.
     assert new_org(client, admin, "ops").status_code == 201
-    # A bad token is no administrator.
+    # A bad token is refused as always (401), lockdown or not.
     bad = client.post("/api/v1/organizations", headers={"Authorization": "Bearer th_nope"})
-    assert bad.status_code == 503
+    assert bad.status_code == 401
+    assert bad.json()["code"] == "invalid_token"
     unlock(runtime, app)
     assert client.get("/api/v1/lockdown").json()["active"] is False
     created = client.post(

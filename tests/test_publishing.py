@@ -11,7 +11,6 @@ import secrets
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
-import pytest
 from pycanon import anonymity
 from sqlalchemy import select
 
@@ -161,7 +160,8 @@ def test_k_anonymise_never_returns_an_unsafe_table():
     rows = [{"q": str(i)} for i in range(7)]  # every value unique, no hierarchy to climb
     quasi = [QuasiIdentifier("q", ("exact",), lambda v, lv: v)]
     result = k_anonymise(rows, quasi, k=5, max_suppression=0.0)
-    assert result.rows == [] and result.suppressed == 7
+    assert result.rows == []
+    assert result.suppressed == 7
 
 
 def test_dp_counts_cover_the_public_cells_and_cost_epsilon():
@@ -184,7 +184,8 @@ def test_service_requests_are_published_k_anonymous_with_a_privacy_report(runtim
     make_requests(runtime)
     pipeline_id = make_pipeline(runtime)
     first = run(runtime, pipeline_id)
-    assert first is not None and first.status == "succeeded"
+    assert first is not None
+    assert first.status == "succeeded"
     # Made from operational data: the first release waits for review.
     with unit_of_work(runtime.session_factory) as session:
         records = catalog_queries.dataset_by_slug(session, "service-requests")
@@ -265,7 +266,8 @@ def test_dp_weeks_are_noised_once_and_later_runs_add_new_weeks(runtime):
             (c.week_start, c.area, c.category): (c.count, c.epsilon)
             for c in session.scalars(select(DpCount).where(DpCount.pipeline_id == pipeline_id))
         }
-    assert before and all(after[key][0] == value for key, value in before.items())
+    assert before
+    assert all(after[key][0] == value for key, value in before.items())
     new_weeks = {key[0] for key in after} - {key[0] for key in before}
     assert len(new_weeks) == 2
     assert {eps for _, eps in after.values()} == {0.5}
@@ -295,7 +297,8 @@ def test_pipeline_settings_are_checked_and_audited(client, runtime, admin):
         headers=auth(admin),
         json={"timezone": "Mars/Olympus"},
     )
-    assert zone.status_code == 422 and "timezone" in zone.json()["message"]
+    assert zone.status_code == 422
+    assert "timezone" in zone.json()["message"]
     publisher = make_account(runtime, "publisher", orgs=["ops"])
     denied = client.post("/api/v1/publishing/pipelines", headers=auth(publisher), json=body)
     assert denied.status_code == 403
@@ -365,3 +368,37 @@ def test_pipeline_rows_stay_consistent_with_the_csv_written(runtime):
         assert version.row_count == result.rows_out
     assert date.fromisoformat(result.report["records"]["generated_at"][:10]) == NOW.date()
     assert csv  # the module is used by the pipeline; kept imported for readers
+
+
+def test_an_empty_source_publishes_an_empty_table(runtime, client, admin):
+    with unit_of_work(runtime.session_factory) as session:
+        account_actions.create_organization(
+            session, actor=SYSTEM, slug="public-works", name="Public Works"
+        )
+    pipeline_id = make_pipeline(runtime, "office_visits")
+    result = run(runtime, pipeline_id)
+    assert result.status == "succeeded"
+    assert result.rows_out == 0
+    frame = published_csv(client, "office-visits", auth(admin))
+    assert len(frame) == 0
+    assert "office" in frame.columns
+
+
+def test_the_demo_city_publishes_its_operational_data(runtime, client):
+    from townhall.demo.seed import DEMO_ADMIN_EMAIL, seed_demo_city
+    from townhall.publishing.demo import publish_operational_datasets
+
+    seed_demo_city(runtime, request_count=1500)
+    slugs = publish_operational_datasets(runtime, steward_email=DEMO_ADMIN_EMAIL)
+    assert slugs == [
+        "service-requests", "service-requests-weekly", "office-visits", "office-visits-weekly"
+    ]  # fmt: skip
+    for slug in slugs:
+        dataset = client.get(f"/api/v1/datasets/{slug}")
+        assert dataset.status_code == 200
+        assert dataset.json()["state"] == "published"
+        report = client.get(f"/api/v1/datasets/{slug}/privacy-report")
+        assert report.status_code == 200
+    frame = published_csv(client, "service-requests")
+    assert anonymity.k_anonymity(frame, ["area", "requested", "category"]) >= 5
+    assert len(frame) > 0.9 * 1500 * 365 / 730 * 0.9  # most of the window's requests

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the corpus is data: one labelled text per line reads and diffs best
 """Builds tests/data/pii_corpus.jsonl: service-request-like texts with their personal data
 labelled, for measuring the open-data scrubber (tests/test_privacy_scrubber.py).
 
@@ -148,12 +149,21 @@ def generated(rng: random.Random, n: int) -> list[dict]:
                 pii.append(("email", email))
             elif kind == "phone":
                 phone = rng.choice(PHONES)
-                text += rng.choice([f" Call me on {phone}.", f" My number is {phone}.", f" Tel {phone}"])
+                text += rng.choice(
+                    [f" Call me on {phone}.", f" My number is {phone}.", f" Tel {phone}"]
+                )
                 pii.append(("phone", phone))
             elif kind == "address":
                 number = rng.randint(2, 2400)
                 street = rng.choice(STREETS + SHORT_STREETS)
-                unit = rng.choice(["", "", f", Apt {rng.randint(1, 12)}{rng.choice('ABC')}", f" #{rng.randint(2, 40)}"])
+                unit = rng.choice(
+                    [
+                        "",
+                        "",
+                        f", Apt {rng.randint(1, 12)}{rng.choice('ABC')}",
+                        f" #{rng.randint(2, 40)}",
+                    ]
+                )
                 address = f"{number} {street}{unit}"
                 text += rng.choice(
                     [f" I live at {address}.", f" It is in front of {address}.",

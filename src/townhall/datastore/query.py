@@ -822,11 +822,13 @@ def _result_types(
     cursor: duckdb.DuckDBPyConnection, sql: str, values: list[Any]
 ) -> list[tuple[str, str]]:
     """Bind the query without running it: its output columns and types."""
+    # DESCRIBE binds without running; `cursor.sql(..., params=...)` would execute the whole
+    # query at once in DuckDB 1.5 (measured: 1.4 s for a keyword count, against 1 ms).
     try:
-        relation = cursor.sql(sql, params=values or None)
+        described = cursor.execute(f"DESCRIBE {sql}", values or None).fetchall()
     except (duckdb.BinderException, duckdb.ConversionException) as error:
         raise invalid_filter(_duckdb_message(error)) from error
-    return [(str(n), str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
+    return [(str(row[0]), str(row[1])) for row in described]
 
 
 # User SQL --------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ Reader = Annotated[Actor, Depends(requires("governance:read"))]
 Manager = Annotated[Actor, Depends(requires("governance:manage"))]
 
 
-def _visible_dataset(session: Session, actor: Actor, slug: str) -> Dataset:
+def visible_dataset(session: Session, actor: Actor, slug: str) -> Dataset:
     dataset = catalog_queries.dataset_by_slug(session, slug)
     if (
         dataset is None
@@ -91,7 +91,7 @@ def governance_public(session: Session, dataset: Dataset, actor: Actor) -> Datas
     summary="A dataset's classification, review state and what blocks its publication",
 )
 def read_governance(slug: str, db: DbSession, actor: Reader) -> DatasetGovernancePublic:
-    return governance_public(db, _visible_dataset(db, actor, slug), actor)
+    return governance_public(db, visible_dataset(db, actor, slug), actor)
 
 
 @router.put(
@@ -104,7 +104,7 @@ def read_governance(slug: str, db: DbSession, actor: Reader) -> DatasetGovernanc
 def classify(
     slug: str, body: ClassificationUpdate, db: DbSession, actor: Publisher
 ) -> DatasetGovernancePublic:
-    _visible_dataset(db, actor, slug)
+    visible_dataset(db, actor, slug)
     dataset = actions.classify_dataset(
         db,
         actor=actor,
@@ -124,7 +124,7 @@ def classify(
 def set_steward(
     slug: str, body: StewardUpdate, db: DbSession, actor: Publisher
 ) -> DatasetGovernancePublic:
-    _visible_dataset(db, actor, slug)
+    visible_dataset(db, actor, slug)
     dataset = actions.set_steward(db, actor=actor, slug=slug, steward_email=body.email)
     return governance_public(db, dataset, actor)
 
@@ -137,7 +137,7 @@ def set_steward(
 def submit(
     slug: str, db: DbSession, actor: Publisher, body: ReviewNote | None = None
 ) -> DatasetGovernancePublic:
-    _visible_dataset(db, actor, slug)
+    visible_dataset(db, actor, slug)
     dataset = actions.submit_for_review(db, actor=actor, slug=slug, note=body.note if body else "")
     return governance_public(db, dataset, actor)
 
@@ -150,7 +150,7 @@ def submit(
 def approve(
     slug: str, db: DbSession, actor: Reviewer, body: Approval | None = None
 ) -> DatasetGovernancePublic:
-    _visible_dataset(db, actor, slug)
+    visible_dataset(db, actor, slug)
     body = body or Approval()
     dataset = actions.approve(db, actor=actor, slug=slug, note=body.note, publish=body.publish)
     return governance_public(db, dataset, actor)
@@ -162,7 +162,7 @@ def approve(
     summary="Return a dataset in review to draft, saying what must change",
 )
 def send_back(slug: str, body: SendBack, db: DbSession, actor: Reviewer) -> DatasetGovernancePublic:
-    _visible_dataset(db, actor, slug)
+    visible_dataset(db, actor, slug)
     dataset = actions.send_back(db, actor=actor, slug=slug, note=body.note)
     return governance_public(db, dataset, actor)
 

@@ -95,12 +95,9 @@ class UsageRecorder:
 
 def _upsert(session: Session, pending: Counter[Key]) -> None:
     slugs = {slug for slug, *_ in pending}
-    ids = {
-        slug: dataset_id
-        for slug, dataset_id in session.execute(
-            select(Dataset.slug, Dataset.id).where(Dataset.slug.in_(slugs))
-        )
-    }
+    ids = dict(
+        session.execute(select(Dataset.slug, Dataset.id).where(Dataset.slug.in_(slugs))).tuples()
+    )
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     for (slug, day, channel, consumer), count in sorted(pending.items()):

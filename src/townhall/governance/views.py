@@ -15,7 +15,7 @@ from townhall.actor import Actor
 from townhall.catalog import queries as catalog_queries
 from townhall.deps import DbSession
 from townhall.governance import actions, queries, retention
-from townhall.governance.api import _visible_dataset, governance_public
+from townhall.governance.api import governance_public, visible_dataset
 from townhall.web.pages import render
 
 router = APIRouter(include_in_schema=False)
@@ -52,7 +52,7 @@ def approve_submit(
     note: Annotated[str, Form(max_length=10_000)] = "",
     publish: Annotated[bool, Form()] = False,
 ) -> Response:
-    _visible_dataset(db, actor, slug)
+    visible_dataset(db, actor, slug)
     actions.approve(db, actor=actor, slug=slug, note=note, publish=publish)
     return RedirectResponse("/governance/review?done=approved", status_code=303)
 
@@ -64,14 +64,14 @@ def send_back_submit(
     actor: Reviewer,
     note: Annotated[str, Form(min_length=1, max_length=10_000)],
 ) -> Response:
-    _visible_dataset(db, actor, slug)
+    visible_dataset(db, actor, slug)
     actions.send_back(db, actor=actor, slug=slug, note=note)
     return RedirectResponse("/governance/review?done=sent_back", status_code=303)
 
 
 @router.get("/governance/datasets/{slug}", response_class=HTMLResponse)
 def dataset_page(request: Request, slug: str, db: DbSession, actor: Reader) -> HTMLResponse:
-    dataset = _visible_dataset(db, actor, slug)
+    dataset = visible_dataset(db, actor, slug)
     return render(
         request,
         "governance/dataset.html",
@@ -91,7 +91,7 @@ def submit_submit(
     actor: Publisher,
     note: Annotated[str, Form(max_length=10_000)] = "",
 ) -> Response:
-    _visible_dataset(db, actor, slug)
+    visible_dataset(db, actor, slug)
     actions.submit_for_review(db, actor=actor, slug=slug, note=note)
     return RedirectResponse(f"/governance/datasets/{slug}?submitted=1", status_code=303)
 

@@ -21,7 +21,6 @@ Any failure leaves the previous versions published and the run `failed` with its
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import shutil
 import uuid
@@ -490,7 +489,3 @@ def _counts_description(pipeline: PublicationPipeline, extract: sources.Extract)
         f"only). Counts can be off by a few either way and are never negative. Privacy "
         f"report: GET /api/v1/datasets/{pipeline.counts_slug}/privacy-report."
     )
-
-
-def report_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, sort_keys=True, default=str)

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from townhall.errors import TownhallError
 from townhall.recovery.lockdown import LockdownCache, LockdownState
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -72,22 +73,23 @@ class LockdownMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        if await run_in_threadpool(_is_admin, request):
+        found = await run_in_threadpool(_caller_is_admin, request)
+        if found is True:
             await self.app(scope, receive, send)
             return
-        response = _refusal(request, state)
+        response = _refusal(request, state) if found is False else _error(request, found)
         await response(scope, receive, send)
 
 
-def _is_admin(request: Request) -> bool:
-    """Whether the caller holds `system:admin` (a scoped token without it does not).
+def _caller_is_admin(request: Request) -> bool | TownhallError:
+    """Whether the caller holds `system:admin` (a scoped token without it does not), or the
+    error that resolving the caller raised (an unknown or revoked token: 401, as always).
 
     The actor is resolved as the routes resolve it and left on `request.state`, where the
     route's own `current_actor` finds it instead of looking it up again.
     """
     from townhall.accounts.auth import current_actor
     from townhall.db import unit_of_work
-    from townhall.errors import TownhallError
 
     app = request.app
     runtime = app.state.runtime
@@ -97,9 +99,17 @@ def _is_admin(request: Request) -> bool:
             runtime.read_session_factory, write_factory=runtime.session_factory
         ) as session:
             actor = current_actor(request, session, app.state.settings)
-    except TownhallError:
-        return False  # a bad token is no administrator
+    except TownhallError as error:
+        return error
     return actor.can("system:admin")
+
+
+def _error(request: Request, error: TownhallError) -> Any:
+    from townhall.errors import _render_or_json
+
+    return _render_or_json(
+        request, error.status, error.code, error.message, error.errors, error.headers
+    )
 
 
 def _refusal(request: Request, state: LockdownState) -> Any:

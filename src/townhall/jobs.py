@@ -384,15 +384,18 @@ class JobQueue:
     def consumer_running(self) -> bool:
         return self._consumer is not None
 
-    def start_consumer(self, workers: int = 2) -> None:
-        """Run a consumer inside this process (embedded mode); it leaves signals alone."""
+    def start_consumer(self, workers: int = 2, *, periodic: bool = True) -> None:
+        """Run a consumer inside this process (embedded mode); it leaves signals alone.
+
+        `periodic=False` runs queued jobs only, without queueing the scheduled ones.
+        """
         if self._consumer is not None:
             return
         consumer = EmbeddedConsumer(
             self.huey,
             workers=workers,
             worker_type="thread",
-            periodic=True,
+            periodic=periodic,
             check_worker_health=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
         )

@@ -178,7 +178,8 @@ def _error_type(status: int, code: str) -> tuple[str, int]:
         return "Not Found Error", 404
     if code == "invalid_search_query":
         return "Search Query Error", 400
-    if code == "sql_not_allowed":
+    if code in ("sql_not_allowed", "read_only_mode"):
+        # Lockdown: CKAN has no "unavailable" type; clients treat this as not allowed now.
         return "Authorization Error", 403
     if code in ("unknown_action", "malformed_json", "method_not_allowed"):
         return "Bad Request", 400

@@ -8,6 +8,7 @@ many audit entries exist and their head hash, never their content.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -17,10 +18,11 @@ from townhall.catalog import queries as catalog_queries
 from townhall.deps import DbSession
 from townhall.errors import NotFoundError
 from townhall.integrity import checkpoints
-from townhall.integrity.keys import load_key_ring, load_signing_key
+from townhall.integrity.keys import SigningKeyError, load_key_ring, load_signing_key
 from townhall.integrity.manifests import MANIFEST_TYPE
 from townhall.schemas import MAX_ID, PublicOutput
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["integrity"])
 
 
@@ -67,8 +69,13 @@ class ManifestPublic(PublicOutput):
 )
 def public_key(request: Request, _actor: PublicActor) -> KeyRingPublic:
     settings = request.app.state.settings
-    active = load_signing_key(settings)  # made on first use
-    ring = load_key_ring(settings)
+    try:
+        active = load_signing_key(settings)  # made on first use
+        ring = load_key_ring(settings)
+    except SigningKeyError as error:
+        # Only when TOWNHALL_SIGNING_KEY_PATH names a missing or unreadable file; logged.
+        log.error("public key unavailable: %s", error)
+        raise NotFoundError("signing_key", "(the server's key file is missing)") from error
     info = ring.keys[active.key_id]
     return KeyRingPublic(
         key_id=info.key_id,

@@ -172,12 +172,21 @@ def checkpoint() -> None:
 @keys_app.command("show")
 def keys_show() -> None:
     """Print the active public key (PEM), its id, and every retired or revoked key id."""
-    from townhall.cli import _runtime, console
-    from townhall.integrity.keys import key_path, load_key_ring, load_signing_key
+    from townhall.cli import _runtime, console, err_console
+    from townhall.integrity.keys import (
+        SigningKeyError,
+        key_path,
+        load_key_ring,
+        load_signing_key,
+    )
 
     runtime = _runtime()
-    load_signing_key(runtime.settings)
-    ring = load_key_ring(runtime.settings)
+    try:
+        load_signing_key(runtime.settings)
+        ring = load_key_ring(runtime.settings)
+    except SigningKeyError as error:
+        err_console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
     table = Table("key id", "state")
     for info in sorted(ring.keys.values(), key=lambda k: (k.state != "active", k.key_id)):
         table.add_row(info.key_id, info.state)

@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	# pycanon (k-anonymity checks in tests) pins old numpy/typer exactly; its code runs fine
+	# with ours, so it is installed without its dependency pins.
+	$(BIN)/python -m pip install -q --no-deps "pycanon==1.3.6"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -53,7 +56,7 @@ lock:
 	rm -rf /tmp/townhall-lock && $(PYTHON) -m venv /tmp/townhall-lock
 	/tmp/townhall-lock/bin/pip install -q --upgrade pip
 	/tmp/townhall-lock/bin/pip install -q -e ".[test,bench]"
-	/tmp/townhall-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+	/tmp/townhall-lock/bin/pip freeze --exclude-editable | grep -v -e '^-e' -e '^pycanon' > constraints.txt
 
 clean:
 	rm -rf $(VENV) townhall-data .pytest_cache

@@ -16,6 +16,7 @@ NAVIGATION: list[tuple[str, str, str | None]] = [
     ("Services", "/services", None),
     ("Requests", "/requests", None),
     ("Insights", "/insights", "insights:read"),
+    ("Governance", "/governance", "governance:read"),
     ("Admin", "/admin", "users:read"),
 ]
 

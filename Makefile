@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PYTEST_WORKERS ?= 2
+# Tests wait on databases, subprocesses and browsers as much as on the CPU: 4 workers on 2 cores.
+PYTEST_WORKERS ?= 4
 
 .PHONY: run test test-fast test-slow bench lint format venv system clean lock
 

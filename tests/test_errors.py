@@ -268,3 +268,13 @@ def test_refused_requests_store_nothing(client, admin, runtime):
     client.put("/api/v1/users", headers=auth(admin), json=NEW_USER)
     client.patch("/api/v1/users/999999", headers=auth(admin), json={"role": "admin"})
     assert stored_counts(runtime) == before
+
+
+def test_security_headers_on_pages_and_api(client):
+    for path in ("/", "/api/v1/organizations", "/nothing-here"):
+        response = client.get(path)
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    # Swagger UI needs its CDN assets, so it goes without the policy.
+    assert "content-security-policy" not in client.get("/api/docs").headers

@@ -11,7 +11,11 @@ from fastapi import FastAPI
 from townhall import __version__
 from townhall.config import Settings
 from townhall.errors import install_error_handlers
-from townhall.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from townhall.middleware import (
+    BodySizeLimitMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
 from townhall.runtime import Runtime
 
 # Order matters only for the web shell, which must come first (templates used by the others).
@@ -72,5 +76,6 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.base_url.startswith("https://"))
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from Townhall's settings, passed in by `townhall db upgrade`."""
+"""Alembic environment: the URL comes from the settings, passed in by `townhall db upgrade`."""
 
 from __future__ import annotations
 

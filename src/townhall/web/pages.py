@@ -31,7 +31,8 @@ def render(
 ) -> HTMLResponse:
     actor = actor or getattr(request.state, "actor", None) or ANONYMOUS
     nav = [
-        (label, path) for label, path, permission in NAVIGATION
+        (label, path)
+        for label, path, permission in NAVIGATION
         if permission is None or actor.can(permission)
     ]
     full_context = {

@@ -507,7 +507,7 @@ def test_navigation_follows_permissions(client, admin):
     assert nav_labels(client.get("/").text) == ["Data", "Services", "Requests"]
     login(client, admin.email)
     admin_page = client.get("/admin")
-    assert nav_labels(admin_page.text) == ["Data", "Services", "Requests", "Insights", "Admin"]
+    assert nav_labels(admin_page.text) == ["Data", "Services", "Requests", "Governance", "Admin"]
     assert '<a href="/admin" aria-current="page">Admin</a>' in admin_page.text
     assert admin.email in client.get("/").text
 

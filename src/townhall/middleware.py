@@ -177,9 +177,12 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
-                headers.extend(self.headers)
+                # A route's own value (an attachment's stricter policy, say) wins over ours.
+                present = {name.lower() for name, _ in headers}
+                extra = list(self.headers)
                 if not exempt:
-                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                    extra.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                headers.extend((name, value) for name, value in extra if name not in present)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

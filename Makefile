@@ -11,7 +11,8 @@ PYTEST_WORKERS ?= 4
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	# The bench extra too: the bench smoke test runs Datasette beside Townhall.
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,bench]"
 	# pycanon (k-anonymity checks in tests) pins old numpy/typer exactly; its code runs fine
 	# with ours, so it is installed without its dependency pins.
 	$(BIN)/python -m pip install -q --no-deps "pycanon==1.3.6"

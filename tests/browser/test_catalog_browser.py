@@ -10,39 +10,30 @@ Screenshots land in `test-artifacts/` (gitignored).
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
-import socket
-import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect
 
-pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from .conftest import (
+    LiveServer,
+    free_port,
+    run_in_environment,
+    screenshot,
+    server_environment,
+    serving,
+    watch_problems,
+)
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SAMPLE_311 = SHARED_DATA / "nyc311_service_requests_sample.csv"
-START_TIMEOUT_SECONDS = 60
 PUBLISHER_EMAIL = "publisher@city.example"
 PUBLISHER_PASSWORD = "publisher-password-123"
 
@@ -104,116 +95,23 @@ SEED = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, base_url: str, log_path: Path) -> None:
-        self.base_url = base_url
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     if not SAMPLE_311.exists():
         pytest.skip(f"the shared 311 sample is not at {SAMPLE_311}")
     work = tmp_path_factory.mktemp("browser-catalog")
-    port = _free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TOWNHALL_")}
-    env.update(
-        TOWNHALL_DATA_DIR=str(work / "data"),
-        TOWNHALL_SECRET_KEY=secrets.token_urlsafe(32),
-        TOWNHALL_BASE_URL=f"http://127.0.0.1:{port}",
-        TOWNHALL_SITE_NAME="Riverside City Hall",
-    )
-    seeded = subprocess.run(
+    port = free_port()
+    env = server_environment(work, port, TOWNHALL_SITE_NAME="Riverside City Hall")
+    run_in_environment(
         [sys.executable, "-c", SEED, str(SAMPLE_311), PUBLISHER_EMAIL, PUBLISHER_PASSWORD],
-        env=env, cwd=work, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
-    log_path = work / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "townhall", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    running = Server(f"http://127.0.0.1:{port}", log_path)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"townhall serve exited with {process.returncode}:\n{running.log()}")
-            try:
-                health = httpx.get(f"{running.base_url}/healthz", timeout=1, trust_env=False)
-                if health.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"townhall serve did not answer in time:\n{running.log()}")
-            time.sleep(0.2)
+        env,
+        work,
+    )
+    with serving(work, port, env) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
-
-
-def watch_problems(page: Page) -> list[str]:
-    """Script errors, console errors and failed sub-resources (images, scripts, styles, XHR)."""
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            message.type == "error"
-            and not message.text.startswith("Failed to load resource")
-            and problems.append(f"console: {message.text}")
-        ),
-    )
-    page.on(
-        "response",
-        lambda response: (
-            response.status >= 400
-            and response.request.resource_type != "document"
-            and problems.append(f"{response.status} {response.url}")
-        ),
-    )
-    return problems
-
-
-def test_search_preview_chart_and_map(browser: Browser, server: Server) -> None:
+def test_search_preview_chart_and_map(browser: Browser, server: LiveServer) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     problems = watch_problems(page)
@@ -322,7 +220,7 @@ def test_search_preview_chart_and_map(browser: Browser, server: Server) -> None:
 
 
 def test_publisher_creates_uploads_with_progress_and_publishes(
-    browser: Browser, server: Server, tmp_path: Path
+    browser: Browser, server: LiveServer, tmp_path: Path
 ) -> None:
     # About 3 MB, so that at 512 KB/s the upload takes several seconds.
     big = tmp_path / "benches.csv"

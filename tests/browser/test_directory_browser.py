@@ -8,38 +8,26 @@ clock (holidays ignored) so the test does not depend on the hour it runs at.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
-import socket
-import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect
 
-pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-from playwright.sync_api import Browser, expect, sync_playwright
+from .conftest import (
+    LiveServer,
+    free_port,
+    run_in_environment,
+    screenshot,
+    server_environment,
+    serving,
+)
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-START_TIMEOUT_SECONDS = 60
 
 SEED = textwrap.dedent(
     """
@@ -76,87 +64,18 @@ SEED = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, base_url: str, token: str, log_path: Path) -> None:
-        self.base_url = base_url
-        self.token = token
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     work = tmp_path_factory.mktemp("browser-directory")
-    port = _free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TOWNHALL_")}
-    env.update(
-        TOWNHALL_DATA_DIR=str(work / "data"),
-        TOWNHALL_SECRET_KEY=secrets.token_urlsafe(32),
-        TOWNHALL_BASE_URL=f"http://127.0.0.1:{port}",
-    )
-    seeded = subprocess.run(
-        [sys.executable, "-c", SEED], env=env, cwd=work, capture_output=True, text=True,
-        timeout=180, check=False,
-    )  # fmt: skip
-    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
-    token = seeded.stdout.strip().splitlines()[-1]
-    log_path = work / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "townhall", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    running = Server(f"http://127.0.0.1:{port}", token, log_path)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"townhall serve exited with {process.returncode}:\n{running.log()}")
-            try:
-                health = httpx.get(f"{running.base_url}/healthz", timeout=1, trust_env=False)
-                if health.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"townhall serve did not answer in time:\n{running.log()}")
-            time.sleep(0.2)
+    port = free_port()
+    env = server_environment(work, port)
+    token = run_in_environment([sys.executable, "-c", SEED], env, work, timeout=180)
+    with serving(work, port, env) as running:
+        running.token = token.strip().splitlines()[-1]
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def test_resident_finds_a_service_and_watches_the_wait_change(browser: Browser, server: Server):
+def test_resident_finds_a_service_and_watches_the_wait_change(browser: Browser, server: LiveServer):
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     problems: list[str] = []
@@ -185,8 +104,7 @@ def test_resident_finds_a_service_and_watches_the_wait_change(browser: Browser, 
             page.locator("#office-map.map-ready path.leaflet-interactive").first
         ).to_be_attached()
         expect(page.locator("html")).to_have_attribute("data-live", "connected", timeout=15_000)
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "directory-service-before.png"), full_page=True)
+        screenshot(page, "directory-service-before")
 
         # The kiosk at City Hall hands out a ticket for this service.
         response = httpx.post(
@@ -205,7 +123,7 @@ def test_resident_finds_a_service_and_watches_the_wait_change(browser: Browser, 
         # 1 waiting; 7 typical minutes over 8 desks rounds up to 1 minute.
         expect(wait).to_have_text("1 waiting, about 1 min", timeout=15_000)
         expect(page.locator("html")).to_have_attribute("data-live-updated", re.compile(r"^\d{4}-"))
-        page.screenshot(path=str(ARTIFACTS / "directory-service-after.png"), full_page=True)
+        screenshot(page, "directory-service-after")
 
         page.goto(f"{server.base_url}/status")
         expect(page.locator('[data-office-waiting="city-hall"]')).to_have_text("1")

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Tests wait on databases, subprocesses and browsers as much as on the CPU: 4 workers on 2 cores.
 PYTEST_WORKERS ?= 4
 
-.PHONY: run test test-fast test-slow bench lint format venv system clean lock
+.PHONY: run test test-fast test-slow bench bench-load lint format venv system clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test-slow: $(STAMP) system
 bench: $(STAMP) system
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,bench]"
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## Service requests under load (wrk): status lookups and submissions beside bare Starlette
+bench-load: $(STAMP) system
+	$(BIN)/python -m bench load $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

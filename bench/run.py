@@ -229,6 +229,27 @@ def run(args: argparse.Namespace, workdir: Path, console: Console, command: str)
             datasette = start_datasette(sqlite_path, workdir)
             servers.append(datasette)
 
+        copy_min_rows = serving_copy_min_rows()
+        if rows < copy_min_rows:
+            results.notes.append(
+                f"The table is under `serving_copy_min_rows` ({copy_min_rows:,}): Townhall "
+                "serves it from the lake, with no serving copy."
+            )
+        else:
+            log("Waiting for Townhall's serving copy (built in the background on first query) ...")
+            copy_seconds = wait_for_serving_copy(townhall.base_url, ingest_mod.DATASET_SLUG)
+            if copy_seconds is None:
+                results.notes.append(
+                    "**Townhall's serving copy was not ready** within the wait: queries read "
+                    "the lake."
+                )
+            else:
+                log(f"  ready after {copy_seconds:.1f} s")
+                results.notes.append(
+                    "Townhall built its serving copy (a DuckDB file of the published version, "
+                    f"sorted by its cluster key) in the background in {copy_seconds:.1f} s after "
+                    "the server's first query; the timed queries ran after it was ready."
+                )
         floors = [
             f"Townhall `/healthz` {report.fmt_seconds(round_trip_seconds(townhall, '/healthz'))}"
         ]
@@ -310,6 +331,28 @@ def run(args: argparse.Namespace, workdir: Path, console: Console, command: str)
     return results
 
 
+def serving_copy_min_rows() -> int:
+    """Townhall's default `serving_copy_min_rows` (the bench runs the server on defaults)."""
+    from townhall.config import Settings
+
+    return int(Settings.model_fields["serving_copy_min_rows"].default)
+
+
+def wait_for_serving_copy(base_url: str, slug: str, timeout: float = 900.0) -> float | None:
+    """Ask for a page until the server says it read its serving copy; seconds it took, or None
+    at the timeout (the first query queues the build; the lake answers meanwhile)."""
+    import httpx
+
+    started = time.monotonic()
+    with httpx.Client(base_url=base_url, timeout=60.0) as client:
+        while time.monotonic() - started < timeout:
+            response = client.get(f"/api/v1/datasets/{slug}/rows", params={"limit": 1})
+            if response.status_code == 200 and response.json().get("served_from") == "copy":
+                return time.monotonic() - started
+            time.sleep(1.0)
+    return None
+
+
 def _load_numbers(text: str) -> list[float]:
     try:
         return [float(part) for part in text.split(" / ")]
@@ -348,8 +391,9 @@ def standing_notes(rows: int, args: argparse.Namespace) -> list[str]:
         "Townhall and Datasette run as real servers (`townhall serve`, `datasette serve -i`) on "
         "loopback; times are the client's wall clock to the last byte, so they include HTTP "
         "and JSON. Raw DuckDB and the lake diagnostic run in process, without HTTP.",
-        "Townhall's `/rows` answers with an exact `total` (a second, counting query) when "
-        "filtered; Datasette counts too; the raw DuckDB page query does not count.",
+        "Townhall's `/rows` answers with a `total` when filtered (a second, counting query, "
+        "exact within 0.25 s, else estimated); Datasette counts too; the raw DuckDB page query "
+        "does not count.",
         f"DuckDB threads: {args.threads}; Townhall's own settings otherwise (2 GB memory "
         "limit, 10 s query time limit).",
         "Datasette settings raised so it can answer at all: "

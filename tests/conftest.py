@@ -32,6 +32,11 @@ REDIS_URL = os.environ.get("TOWNHALL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 PASSWORD = "correct-horse-battery"
 SECRET = "test-secret-key-that-is-long-enough"
+# Tests send bursts from one address: rate limits stay on (their code runs in every test) but
+# high, except where a test sets its own. Set in the environment so that the servers tests start
+# (multinode, browser, benchmarks) inherit it too.
+for _policy in ("SQL", "READS", "LOGIN", "SUBMISSIONS", "MESSAGES", "WRITES"):
+    os.environ.setdefault(f"TOWNHALL_RATE_LIMIT_{_policy}", "1000000/minute")
 
 
 def postgres_available() -> bool:
@@ -107,6 +112,8 @@ def settings(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Se
         secret_key=SECRET,
         run_jobs_in_process=False,
         login_max_failures=5,
+        # Webhook receivers and file servers of the tests listen on loopback.
+        outbound_allow_private=True,
     )
 
 

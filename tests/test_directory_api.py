@@ -584,3 +584,63 @@ def test_status_board_lists_every_office(client, city):
         "north-annex": "open",
     }
     assert datetime.fromisoformat(board[0]["at"]) == datetime(2026, 5, 5, 14, tzinfo=UTC)
+
+
+def test_a_retried_event_without_occurred_at_is_a_duplicate_not_a_conflict(client, city, runtime):
+    """A kiosk that does not send occurred_at and retries seconds later: the event time
+    defaults to arrival, so the retry arrives with another time and used to be a 409."""
+    clerk = city["clerk"]
+    body = {"event_id": "kiosk-2-0001", "type": "issued", "ticket": "A001",
+            "service": "dog-license"}  # fmt: skip
+    assert visit(client, clerk, **body).json()["duplicate"] is False
+    with unit_of_work(runtime.session_factory) as session:
+        stored = session.scalar(select(VisitEvent))
+        stored.occurred_at -= timedelta(seconds=20)  # as if the retry came 20 s later
+    again = visit(client, clerk, **body)
+    assert again.status_code == 200, again.text
+    assert again.json()["duplicate"] is True
+    assert visit(client, clerk, **{**body, "type": "called"}).status_code == 409
+    with unit_of_work(runtime.session_factory) as session:
+        assert session.scalar(select(func.count()).select_from(VisitEvent)) == 1
+        assert session.scalar(select(func.count()).select_from(Ticket)) == 1
+
+
+def test_kiosk_ticket_and_call_retries_with_an_idempotency_key(client, city, runtime):
+    clerk = city["clerk"]
+    tickets = "/api/v1/directory/offices/city-hall/tickets"
+
+    def press(key: str | None, service: str = "dog-license"):
+        headers = {**auth(clerk), **({"Idempotency-Key": key} if key else {})}
+        return client.post(tickets, headers=headers, json={"service": service})
+
+    first = press("kiosk1-press-0001")
+    assert first.status_code == 201, first.text
+    retry = press("kiosk1-press-0001")
+    assert retry.status_code == 200
+    assert retry.json()["duplicate"] is True
+    assert retry.json()["ticket"]["ticket"] == first.json()["ticket"]["ticket"]
+    assert retry.json()["event_id"] == first.json()["event_id"]
+    other = press("kiosk1-press-0002")
+    assert other.status_code == 201
+    assert other.json()["ticket"]["ticket"] != first.json()["ticket"]["ticket"]
+    misused = press("kiosk1-press-0001", service="birth-certificate")
+    assert misused.status_code == 409
+    assert misused.json()["code"] == "conflict"
+    bad = press("no spaces allowed")
+    assert bad.status_code == 422
+    assert "Idempotency-Key" in str(bad.json()["errors"])
+    dog = next(q for q in retry.json()["queue"] if q["service"] == "dog-license")
+    assert dog["waiting"] == 1, "the retry did not issue a second ticket"
+
+    call = "/api/v1/directory/offices/city-hall/call-next"
+    keyed = {**auth(clerk), "Idempotency-Key": "desk3-call-0001"}
+    called = client.post(call, headers=keyed, json={"desk": "3"})
+    assert called.status_code == 200, called.text
+    called_again = client.post(call, headers=keyed, json={"desk": "3"})
+    assert called_again.json()["duplicate"] is True
+    assert called_again.json()["ticket"]["ticket"] == called.json()["ticket"]["ticket"]
+    other_desk = client.post(call, headers=keyed, json={"desk": "4"})
+    assert other_desk.status_code == 409
+    with unit_of_work(runtime.session_factory) as session:
+        states = sorted(session.scalars(select(Ticket.state)))
+    assert states == ["called", "waiting"], "one call, one person still waiting"

@@ -387,3 +387,162 @@ def test_retention_and_publishing_are_scheduled(runtime):
     start = utcnow().replace(second=0, microsecond=0)
     minutes = [start + timedelta(minutes=m) for m in range(2 * 24 * 60)]
     assert sum(daily(m) for m in minutes) == 2  # once a day, every day
+
+
+# Every path that makes data public goes through governance ------------------------------------
+
+
+def publish(client, account, slug) -> None:
+    response = client.post(f"/api/v1/datasets/{slug}/publish", headers=auth(account))
+    assert response.status_code == 200, response.text
+
+
+def ckan(client, account, action, /, **data):
+    return client.post(
+        f"/api/3/action/{action}", headers={"Authorization": account.token}, json=data
+    ).json()
+
+
+def visibility(client, account, slug) -> str:
+    return client.get(f"/api/v1/datasets/{slug}", headers=auth(account)).json()["visibility"]
+
+
+def test_making_a_published_dataset_public_is_governed(client, admin, alice):
+    create(client, alice, "permits", visibility="restricted")
+    upload(client, alice, "permits", b"permit_id,street,contact_email\n1,Elm,a@example.org\n")
+    publish(client, alice, "permits")  # restricted to partners: allowed
+    refused = client.patch(
+        "/api/v1/datasets/permits", headers=auth(alice), json={"visibility": "public"}
+    )
+    assert refused.status_code == 409
+    assert "contact_email" in refused.json()["message"]
+    assert visibility(client, alice, "permits") == "restricted"
+    # The same through CKAN: package_patch and package_update with private=false.
+    patched = ckan(client, alice, "package_patch", id="permits", private=False)
+    assert patched["success"] is False
+    assert "contact_email" in str(patched["error"])
+    package = ckan(client, alice, "package_show", id="permits")["result"]
+    # The visibility extra (which package_show gives back) wins over `private`.
+    package["extras"] = [e for e in package["extras"] if e["key"] != "visibility"]
+    updated = ckan(client, alice, "package_update", **{**package, "private": False})
+    assert updated["success"] is False
+    assert "contact_email" in str(updated["error"])
+    assert visibility(client, alice, "permits") == "restricted"
+    # Declared personal: refused even for a governance manager.
+    client.put(
+        "/api/v1/datasets/permits/classification",
+        headers=auth(alice),
+        json={"columns": {"contact_email": "personal"}},
+    )
+    refused = client.patch(
+        "/api/v1/datasets/permits", headers=auth(admin), json={"visibility": "public"}
+    )
+    assert refused.status_code == 409
+    assert "personal or sensitive" in refused.json()["message"]
+    assert visibility(client, alice, "permits") == "restricted"
+
+
+def test_making_a_clean_published_dataset_public_is_allowed_and_audited(client, alice):
+    create(client, alice, "benches", visibility="restricted")
+    upload(client, alice, "benches", b"bench_id,park\n1,Central\n")
+    publish(client, alice, "benches")
+    made = client.patch(
+        "/api/v1/datasets/benches", headers=auth(alice), json={"visibility": "public"}
+    )
+    assert made.status_code == 200, made.text
+    assert made.json()["visibility"] == "public"
+
+
+def test_making_public_where_review_is_required_needs_a_reviewer(client, admin, alice, bob):
+    create(client, alice, "kiosks", visibility="restricted")
+    client.put(
+        "/api/v1/organizations/parks/review-rule",
+        headers=auth(admin),
+        json={"requires_review": True},
+    )
+    client.post("/api/v1/datasets/kiosks/submit", headers=auth(alice))
+    assert client.post("/api/v1/datasets/kiosks/approve", headers=auth(bob)).status_code == 200
+    publish(client, alice, "kiosks")
+    own = client.patch(
+        "/api/v1/datasets/kiosks", headers=auth(alice), json={"visibility": "public"}
+    )
+    assert own.status_code == 403
+    assert "review" in own.json()["message"]
+    assert visibility(client, alice, "kiosks") == "restricted"
+    reviewed = client.patch(
+        "/api/v1/datasets/kiosks", headers=auth(bob), json={"visibility": "public"}
+    )
+    assert reviewed.status_code == 200, reviewed.text
+    activity = client.get("/api/v1/datasets/kiosks/activity", headers=auth(alice)).json()
+    entry = next(e for e in activity if e["action"] == "dataset.update")
+    assert entry["changes"]["visibility"] == ["restricted", "public"]
+    assert entry["changes"]["approved_by"].endswith(bob.email)
+
+
+def versions(client, account, slug) -> list[tuple[int, int]]:
+    """(resource id, version number) of every version, in order."""
+    response = client.get(f"/api/v1/datasets/{slug}/versions", headers=auth(account))
+    return sorted((v["resource_id"], v["number"]) for v in response.json())
+
+
+def test_a_new_version_with_a_personal_column_is_refused(client, admin, alice):
+    create(client, alice, "trees")
+    upload(client, alice, "trees", b"tree_id,species\n1,Oak\n")
+    publish(client, alice, "trees")
+    resource_id = client.get("/api/v1/datasets/trees").json()["resources"][0]["id"]
+    url = f"/api/v1/datasets/trees/resources/{resource_id}/upload"
+    personal = b"tree_id,species,owner_email\n1,Oak,a@example.org\n"
+    refused = client.post(url, headers=auth(alice), files={"file": ("t.csv", personal, "text/csv")})
+    assert refused.status_code == 409
+    assert "owner_email" in refused.json()["message"]
+    assert versions(client, alice, "trees") == [(resource_id, 1)]
+    # Through CKAN: a new resource with an upload on the public dataset.
+    created = client.post(
+        "/api/3/action/resource_create",
+        headers={"Authorization": alice.token},
+        data={"package_id": "trees", "format": "CSV", "name": "Owners"},
+        files={"upload": ("owners.csv", personal, "text/csv")},
+    ).json()
+    assert created["success"] is False
+    assert "owner_email" in str(created["error"])
+    assert versions(client, alice, "trees") == [(resource_id, 1)]
+    rows = client.get("/api/v1/datasets/trees/rows", params={"resource": resource_id}).json()
+    assert "owner_email" not in rows["rows"][0]
+    # A clean new version is published as usual.
+    clean = client.post(
+        url,
+        headers=auth(alice),
+        files={"file": ("t.csv", b"tree_id,species\n1,Oak\n2,Elm\n", "text/csv")},
+    )
+    assert clean.status_code == 201, clean.text
+    assert versions(client, alice, "trees") == [(resource_id, 1), (resource_id, 2)]
+    # A column declared sensitive cannot arrive in a new version either.
+    client.put(
+        "/api/v1/datasets/trees/classification",
+        headers=auth(admin),
+        json={"columns": {"diagnosis_code": "sensitive"}},
+    )
+    sensitive = client.post(
+        url,
+        headers=auth(admin),
+        files={"file": ("t.csv", b"tree_id,species,diagnosis_code\n1,Oak,A1\n", "text/csv")},
+    )
+    assert sensitive.status_code == 409
+    assert "diagnosis_code" in sensitive.json()["message"]
+    assert versions(client, alice, "trees") == [(resource_id, 1), (resource_id, 2)]
+
+
+def test_a_governance_manager_new_version_confirms_detected_columns(client, admin, alice):
+    create(client, alice, "offices")
+    upload(client, alice, "offices", b"office,opening\nCity Hall,9\n")
+    publish(client, alice, "offices")
+    resource_id = client.get("/api/v1/datasets/offices").json()["resources"][0]["id"]
+    response = client.post(
+        f"/api/v1/datasets/offices/resources/{resource_id}/upload",
+        headers=auth(admin),
+        files={"file": ("o.csv", b"office,opening,phone\nCity Hall,9,413-555-0100\n", "text/csv")},
+    )
+    assert response.status_code == 201, response.text
+    activity = client.get("/api/v1/datasets/offices/activity", headers=auth(admin)).json()
+    entry = next(e for e in activity if e["action"] == "dataset.version.publish")
+    assert entry["changes"]["confirmed_public_columns"] == ["phone"]

@@ -3,14 +3,20 @@ error shape, tokens revoked and sessions ended on request, all of it audited."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from townhall.accounts.actions import end_all_sessions
+from townhall.accounts.auth import actor_for_user
+from townhall.accounts.models import User
 from townhall.app import create_app
 from townhall.audit.models import AuditEntry
 from townhall.cli import app as cli_app
 from townhall.db import unit_of_work
+from townhall.errors import TownhallError
 from townhall.recovery import lockdown as lockdown_module
 from townhall.runtime import Runtime
 
@@ -167,6 +173,31 @@ def test_ended_session_cookie_no_longer_logs_in(client, app, runtime):
     lock(runtime, app, "--end-sessions")
     unlock(runtime, app)
     assert client.get("/api/v1/me").status_code == 401
+
+
+def test_end_all_sessions_is_an_audited_admin_action(client, runtime, admin, staff):
+    user = make_account(runtime, "manager")
+    login(client, user.email)
+    with unit_of_work(runtime.session_factory) as session:
+        with pytest.raises(TownhallError) as refused:
+            end_all_sessions(session, actor=actor_for(session, staff), reason="test")
+        assert refused.value.status == 403
+    with unit_of_work(runtime.session_factory) as session:
+        ended = end_all_sessions(session, actor=actor_for(session, admin), reason="incident 7")
+    assert ended == 1
+    assert client.get("/api/v1/me").status_code == 401
+    with unit_of_work(runtime.session_factory) as session:
+        entry = session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+        assert entry is not None
+        assert entry.action == "session.end_all"
+        assert entry.actor == f"user:{admin.email}"
+        assert '"incident 7"' in json.dumps(entry.changes)
+        # Idempotent: nothing left to end.
+        assert end_all_sessions(session, actor=actor_for(session, admin), reason="again") == 0
+
+
+def actor_for(session, account):
+    return actor_for_user(session.get(User, account.id))
 
 
 def test_api_switch_is_for_admins_and_audited(client, runtime, admin, staff):

@@ -501,3 +501,69 @@ def test_the_sweeper_queues_messages_that_were_never_queued(runtime) -> None:
     before = runtime.jobs.huey.pending_count()
     assert tasks.send_pending(runtime, 0) == 1
     assert runtime.jobs.huey.pending_count() == before + 1
+
+
+# Outbound requests refuse private addresses (SSRF) ---------------------------------------------
+
+
+@pytest.fixture
+def strict_runtime(runtime, settings) -> Iterator[Runtime]:
+    """The test's database with the production default: no private destinations."""
+    own = Runtime(settings.model_copy(update={"outbound_allow_private": False}))
+    yield own
+    own.close()
+
+
+def test_a_webhook_to_a_private_address_is_refused_and_dead_lettered(
+    strict_runtime, admin, receiver_factory
+) -> None:
+    from townhall.app import create_app
+    from townhall.notify import actions as notify
+
+    setup_city(strict_runtime)
+    receiver = receiver_factory([200])
+    with TestClient(create_app(strict_runtime.settings, runtime=strict_runtime)) as client:
+        refused = client.post(
+            "/api/v1/notify/webhooks", json={"url": receiver.url, "topic": "*"},
+            headers=auth(admin),
+        )  # fmt: skip
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["loc"] == ["body", "target"]
+        assert "TOWNHALL_OUTBOUND_ALLOW" in refused.json()["message"]
+    # A URL whose name only resolves to loopback at delivery time (or a stored subscription
+    # from before the rule) is stopped where the connection is made.
+    with unit_of_work(strict_runtime.session_factory) as session:
+        notify.subscribe(session, actor=SYSTEM, channel="webhook", topic="*",
+                         target=receiver.url.replace("127.0.0.1", "localhost"))  # fmt: skip
+    submit(strict_runtime)
+    [message] = messages(strict_runtime, channel="webhook")
+    assert tasks.deliver_webhook(strict_runtime, message.id) == "technical"
+    [dead] = messages(strict_runtime, channel="webhook")
+    assert dead.status == "technical-failure", "no retries: retrying cannot help"
+    assert dead.attempts == 1
+    assert dead.dead_lettered_at is not None
+    assert "refused" in dead.last_error
+    assert "127.0.0.1" in dead.last_error
+    assert receiver.calls == [], "nothing reached the private address"
+
+
+def test_an_allowlisted_network_receives_webhooks(runtime, settings, receiver_factory) -> None:
+    from townhall.notify import actions as notify
+
+    own = Runtime(
+        settings.model_copy(
+            update={"outbound_allow_private": False, "outbound_allowed_hosts": ["127.0.0.0/8"]}
+        )
+    )
+    try:
+        setup_city(own)
+        receiver = receiver_factory([204])
+        with unit_of_work(own.session_factory) as session:
+            notify.subscribe(session, actor=SYSTEM, channel="webhook", topic="*",
+                             target=receiver.url)  # fmt: skip
+        submit(own)
+        [message] = messages(own, channel="webhook")
+        assert tasks.deliver_webhook(own, message.id) == "delivered"
+        assert len(receiver.calls) == 1
+    finally:
+        own.close()

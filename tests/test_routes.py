@@ -36,7 +36,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "townhall"
 FRAMEWORK_ROUTES = {"/api/openapi.json", "/api/docs", "/docs/oauth2-redirect"}
 # Mounted static files: public assets, no dependencies to declare.
 # A slice that mounts its own assets adds its prefix here.
-STATIC_MOUNTS = {"/static", "/catalog-assets", "/directory-assets"}
+STATIC_MOUNTS = {
+    "/static",
+    "/catalog-assets",
+    "/directory-assets",
+    "/requests-assets",
+    "/insights-assets",
+}
 PUBLIC_ACCESS = "public"
 
 

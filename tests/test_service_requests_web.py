@@ -426,3 +426,44 @@ def test_request_types_are_managed_by_directory_editors(client, city) -> None:
                            headers=auth(manager))  # fmt: skip
     assert changed.status_code == 200
     assert "TREE" not in {s["service_code"] for s in client.get("/open311/v2/services.json").json()}
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "param"),
+    [
+        ("/api/v1/requests", "sub_status=bogus", "sub_status"),
+        ("/api/v1/requests", "status=bogus", "status"),
+        ("/api/v1/requests", "requested_after=yesterday", "requested_after"),
+        ("/api/v1/requests", "updated_after=2026-13-45", "updated_after"),
+        ("/api/v1/queue", "sub_status=received&sub_status=bogus", "sub_status"),
+        ("/api/v1/queue", "priority=9", "priority"),
+        ("/api/v1/queue", "priority=urgent", "priority"),
+    ],
+)
+def test_unknown_filter_values_are_a_clear_422(client, city, path, query, param) -> None:
+    """A filter that cannot match is named in the error instead of being dropped (which
+    used to answer with every request)."""
+    submit_api = client.post("/api/v1/requests", json={"service_code": "GRAFFITI",
+                                                       "address": "Old Bridge"})  # fmt: skip
+    assert submit_api.status_code == 201
+    staff = make_account(city, "staff")
+    response = client.get(f"{path}?{query}", headers=auth(staff))
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "invalid_request"
+    # FastAPI names a list item by its index after the parameter: ["query", "priority", 0].
+    assert any(param in error["loc"] for error in body["errors"]), body
+
+
+def test_known_filters_still_narrow_and_unknown_codes_match_nothing(client, city) -> None:
+    staff = make_account(city, "staff")
+    created = client.post("/api/v1/requests", json={"service_code": "GRAFFITI",
+                                                    "address": "Old Bridge"})  # fmt: skip
+    assert created.status_code == 201
+    ok = client.get("/api/v1/requests?status=open&sub_status=received").json()
+    assert ok["total"] == 1
+    assert client.get("/api/v1/requests?sub_status=resolved").json()["total"] == 0
+    assert client.get("/api/v1/requests?service_code=NOPE").json()["total"] == 0
+    queue = client.get("/api/v1/queue?sub_status=received&priority=3", headers=auth(staff))
+    assert queue.status_code == 200, queue.text
+    assert queue.json()["total"] == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from fastapi import Request
@@ -507,7 +508,14 @@ def test_navigation_follows_permissions(client, admin):
     assert nav_labels(client.get("/").text) == ["Data", "Services", "Requests"]
     login(client, admin.email)
     admin_page = client.get("/admin")
-    assert nav_labels(admin_page.text) == ["Data", "Services", "Requests", "Governance", "Admin"]
+    assert nav_labels(admin_page.text) == [
+        "Data",
+        "Services",
+        "Requests",
+        "Insights",
+        "Governance",
+        "Admin",
+    ]
     assert '<a href="/admin" aria-current="page">Admin</a>' in admin_page.text
     assert admin.email in client.get("/").text
 
@@ -525,3 +533,38 @@ def test_site_notice_fills_the_banner(app, client):
     assert "Read-only during an incident." in page
     assert "banner-danger" in page
     assert "Site notice" not in client.get("/").text
+
+
+# Content Security Policy: scripts only from files ---------------------------------------------
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "townhall"
+# An executable script block: <script> with no src and no non-JavaScript type (JSON data blocks
+# are not run by the browser and are allowed).
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/(ld\+)?json\")[^>]*>")
+INLINE_HANDLER = re.compile(r"<[a-zA-Z][^>]*\son[a-z]+\s*=", re.IGNORECASE)
+
+
+def test_script_src_allows_no_inline_scripts(client):
+    policy = client.get("/", headers=BROWSER).headers["content-security-policy"]
+    script_src = next(part for part in policy.split(";") if part.strip().startswith("script-src"))
+    assert script_src.split() == ["script-src", "'self'"]
+
+
+def test_no_template_has_an_inline_script_or_event_handler():
+    templates = sorted(SRC.rglob("templates/**/*.html"))
+    assert len(templates) > 20
+    offenders = [
+        f"{path.relative_to(SRC)}: {match.group(0)[:60]}"
+        for path in templates
+        for pattern in (INLINE_SCRIPT, INLINE_HANDLER)
+        for match in pattern.finditer(path.read_text())
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("name", ["new-request.js", "track.js"])
+def test_request_page_scripts_are_served_as_files(client, name):
+    response = client.get(f"/requests-assets/{name}")
+    assert response.status_code == 200
+    assert "javascript" in response.headers["content-type"]
+    assert "addEventListener" in response.text

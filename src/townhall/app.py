@@ -16,6 +16,7 @@ from townhall.middleware import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
+from townhall.ratelimit import RateLimiter
 from townhall.runtime import Runtime
 
 # Order matters only for the web shell, which must come first (templates used by the others).
@@ -37,6 +38,7 @@ SLICES: list[str] = [
     "townhall.recovery",
     "townhall.governance",
     "townhall.publishing",
+    "townhall.insights",
 ]
 
 
@@ -67,6 +69,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.state.runtime = runtime
     app.state.session_factory = runtime.session_factory
     app.state.error_shapes = {}
+    app.state.rate_limiter = RateLimiter.from_settings(settings)
     install_error_handlers(app)
     for name in SLICES:
         importlib.import_module(name).register(app)

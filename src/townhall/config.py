@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +21,8 @@ from pydantic_settings import (
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-insecure-secret-key"})
 DEVELOPMENT_SECRET = "dev-insecure-secret-key"  # noqa: S105 - refused in production
+# A rate limit setting: requests per period (townhall.ratelimit reads it).
+RATE_PATTERN = r"^[1-9][0-9]*/(second|minute|hour|day)$"
 
 
 class Settings(BaseSettings):
@@ -53,7 +56,7 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         None,
-        description="Redis for jobs and events across nodes. Unset: in-process queue and bus.",
+        description="Redis for jobs, events and rate limits across nodes. Unset: in process.",
     )
     secret_key: SecretStr = Field(
         SecretStr(DEVELOPMENT_SECRET),
@@ -97,6 +100,14 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(
         os.cpu_count() or 2, ge=1, description="DuckDB threads per connection."
     )
+    serving_copies: bool = Field(
+        True,
+        description="Keep a per-node DuckDB file of each published table version under "
+        "`<data_dir>/serving/` and answer queries from it (the lake stays the record).",
+    )
+    serving_copy_min_rows: int = Field(
+        100_000, ge=0, description="Smallest table (rows) that gets a serving copy."
+    )
     signing_key_path: Path | None = Field(
         None,
         description="Ed25519 private key (PEM) that signs audit checkpoints, dataset version "
@@ -126,6 +137,100 @@ class Settings(BaseSettings):
         description="Passphrase that encrypts the signing key inside scheduled backups. "
         "Required for scheduled backups; `townhall backup` asks for its own.",
     )
+    insights_timezone: str = Field(
+        "UTC",
+        description="Time zone in which insights count days, weeks and hours of the week "
+        "(an IANA name such as `America/New_York`).",
+    )
+    insights_population_dataset: str = Field(
+        "district-population",
+        description="Slug of the published dataset giving each district's residents "
+        "(columns `district_code` and `population`); area indicators per 1,000 residents use it.",
+    )
+    insights_service_level_seconds: int = Field(
+        600, ge=1, description="Staffing target: the wait most visitors should not exceed."
+    )
+    insights_service_level_target: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description="Staffing target: the share of visitors served within "
+        "`insights_service_level_seconds`.",
+    )
+    insights_triage_every_hours: int = Field(
+        24, ge=0, description="How often the triage model is retrained; 0 turns the schedule off."
+    )
+    rate_limits_enabled: bool = Field(
+        True,
+        description="Count requests per API token or client address and answer 429 with "
+        "`Retry-After` past the `rate_limit_*` limits. Memory per process by default; shared "
+        "through Redis when `redis_url` is set.",
+    )
+    rate_limit_sql: str = Field(
+        "30/minute",
+        pattern=RATE_PATTERN,
+        description="User SQL queries (`/api/v1/sql`, `/api/v1/datasets/{slug}/sql`, CKAN "
+        "`datastore_search_sql`), as `N/second|minute|hour|day`.",
+    )
+    rate_limit_reads: str = Field(
+        "1200/minute",
+        pattern=RATE_PATTERN,
+        description="Reads of the data and service APIs (GET under `/api/`, `/open311/`, "
+        "`/hsds/`, CKAN read actions).",
+    )
+    rate_limit_login: str = Field(
+        "10/minute",
+        pattern=RATE_PATTERN,
+        description="Login form posts per address (on top of `login_max_failures`).",
+    )
+    rate_limit_submissions: str = Field(
+        "20/minute",
+        pattern=RATE_PATTERN,
+        description="Resident submissions (web form, `POST /api/v1/requests`, Open311 POST); "
+        "the hourly limit kept in the database still applies.",
+    )
+    rate_limit_messages: str = Field(
+        "20/minute", pattern=RATE_PATTERN, description="Messages posted on a request."
+    )
+    rate_limit_writes: str = Field(
+        "120/minute",
+        pattern=RATE_PATTERN,
+        description="Every other write (POST, PUT, PATCH, DELETE, CKAN write actions).",
+    )
+    rate_limit_exempt_permission: str | None = Field(
+        "requests:work",
+        description="Callers with this permission (staff, managers, admins) are not rate "
+        "limited, so office work and load tests with a staff token are never cut off. Empty: "
+        "nobody is exempt.",
+    )
+    rate_limit_redis_prefix: str = Field(
+        "townhall:ratelimit:",
+        description="Prefix of the rate limit counters in Redis (several installations can "
+        "share one Redis with different prefixes).",
+    )
+    outbound_allow_private: bool = Field(
+        False,
+        description="Let webhooks and dataset URL fetches reach private, loopback and "
+        "link-local addresses (off: such destinations are refused, against SSRF).",
+    )
+    outbound_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names and CIDR networks outbound requests may reach even though "
+        "they are private (a city's internal systems), as a JSON list.",
+    )
+    district_boundaries_dataset: str | None = Field(
+        "district-boundaries",
+        description="Slug of the published dataset (polygons) that gives a request located "
+        "by lat/long its district; empty to switch district lookup off.",
+    )
+    district_code_field: str = Field(
+        "code", description="Column of the boundaries dataset that holds the district code."
+    )
+    office_wait_alert_minutes: list[int] = Field(
+        default_factory=lambda: [30, 60],
+        description="Estimated waits, in minutes, whose crossing is announced to the "
+        "followers of an office's live status, as a JSON list.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -139,6 +244,15 @@ class Settings(BaseSettings):
         # Environment wins over the file, so an operator can override one value at start-up.
         toml_file = os.environ.get("TOWNHALL_CONFIG_FILE", "townhall.toml")
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+    @field_validator("insights_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

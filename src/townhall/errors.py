@@ -140,7 +140,7 @@ def _request_id_of(request: Request) -> str | None:
     return request.scope.get("state", {}).get("request_id") or current_request_id()
 
 
-def _render_or_json(
+def render_error(
     request: Request,
     status: int,
     code: str,
@@ -148,6 +148,9 @@ def _render_or_json(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    """The error as the caller's API shapes it: a compatibility API's own shape (registered
+    for its prefix in `app.state.error_shapes`), the HTML error page for a browser, or the
+    native JSON shape. For code outside the exception handlers, such as ASGI middleware."""
     handlers = getattr(request.app.state, "error_shapes", {})
     for prefix, shape in handlers.items():
         if request.url.path.startswith(prefix):
@@ -192,13 +195,13 @@ def _validation_errors(exc: RequestValidationError) -> tuple[str, str, list[dict
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TownhallError)
     async def _townhall_error(request: Request, exc: TownhallError) -> Response:
-        return _render_or_json(request, exc.status, exc.code, exc.message, exc.errors, exc.headers)
+        return render_error(request, exc.status, exc.code, exc.message, exc.errors, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         code, message, errors = _validation_errors(exc)
         status = 400 if code == "malformed_json" else 422
-        return _render_or_json(request, status, code, message, errors)
+        return render_error(request, status, code, message, errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -209,12 +212,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
             # FastAPI answers a JSON body that is not UTF-8 with a generic 400; it is malformed.
             code, message = "malformed_json", "The body is not valid JSON: it is not UTF-8."
-        return _render_or_json(request, exc.status_code, code, message, None, exc.headers)
+        return render_error(request, exc.status_code, code, message, None, exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _render_or_json(
+        return render_error(
             request,
             500,
             "internal_error",

@@ -293,6 +293,29 @@ def end_web_session(session: Session, *, actor: Actor, web_session_id: int) -> N
     )
 
 
+def end_all_sessions(session: Session, *, actor: Actor, reason: str) -> int:
+    """End every open web session (an incident's first move); returns how many ended.
+
+    One UPDATE rather than one `end_web_session` per session: there may be thousands, and the
+    single audit entry records the count and the reason. Needs `system:admin` (401/403
+    otherwise). Idempotent: a second call ends nothing and records a count of 0.
+    """
+    actor.require("system:admin")
+    result = session.execute(
+        update(WebSession).where(WebSession.ended_at.is_(None)).values(ended_at=utcnow())
+    )
+    ended = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    record(
+        session,
+        actor=actor,
+        action="session.end_all",
+        object_type="web_session",
+        object_id="all",
+        changes={"ended": ended, "reason": reason[:500]},
+    )
+    return ended
+
+
 def touch_web_session(
     session: Session, web_session: WebSession, *, max_age_seconds: int, now: datetime
 ) -> None:

@@ -18,6 +18,7 @@ from townhall.actor import ANONYMOUS, Actor
 from townhall.db import utcnow
 from townhall.deps import AppSettings, DbSession
 from townhall.errors import TownhallError
+from townhall.ratelimit import enforce as enforce_rate_limit
 
 SESSION_COOKIE = "th_session"
 ANON_COOKIE = "th_anon"
@@ -99,6 +100,8 @@ def current_actor(request: Request, db: DbSession, settings: AppSettings) -> Act
             request.state.new_anon_nonce = nonce
         actor = Actor(**{**actor.__dict__, "csrf_binding": f"a:{nonce}"})
     request.state.actor = actor
+    # Counted once the caller is known: a token counts as itself, staff may be exempt.
+    enforce_rate_limit(request, actor)
     return actor
 
 

@@ -80,3 +80,14 @@ def recent_login_failures(
 
 def lockout_window_start(now: datetime, lockout_seconds: int) -> datetime:
     return now - timedelta(seconds=lockout_seconds)
+
+
+def display_names(session: Session, user_ids: list[int]) -> dict[int, str]:
+    """user id -> display name (the email when the user has none), in one query, loading
+    nothing else (dashboards name many users at once)."""
+    if not user_ids:
+        return {}
+    rows = session.execute(
+        select(User.id, User.display_name, User.email).where(User.id.in_(user_ids))
+    )
+    return {user_id: name or email for user_id, name, email in rows}

@@ -169,6 +169,12 @@ def update_dataset(
     if not changes:
         return dataset
     _check_temporal(dataset)
+    if "visibility" in changes:
+        # Making a released dataset open data is a publication: governance decides (licence,
+        # steward, classification, review). Imported here: governance reads the catalog.
+        from townhall.governance.workflow import check_made_public
+
+        changes.update(check_made_public(session, actor=actor, dataset=dataset))
     dataset.updated_at = utcnow()
     if "frequency" in changes:
         dataset.next_update_due = next_update_due(dataset.frequency, dataset.last_published_at)
@@ -390,6 +396,12 @@ def record_version(
     dataset.last_published_at = now
     dataset.updated_at = now
     dataset.next_update_due = next_update_due(dataset.frequency, now)
+    session.flush()
+    # A version of open data may not bring personal columns with it: governance checks the
+    # dataset as it now reads (409 rolls back; the previous version stays served).
+    from townhall.governance.workflow import check_new_version
+
+    governance = check_new_version(session, actor=actor, dataset=dataset)
     search.index_dataset(session, dataset, queries.column_names(session, dataset))
     record(
         session,
@@ -404,6 +416,7 @@ def record_version(
             "snapshot_id": snapshot_id,
             "source_sha256": source_sha256,
             "schema_changes": version.schema_changes,
+            **governance,
         },
     )
     publish_after_commit(

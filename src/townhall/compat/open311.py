@@ -23,6 +23,7 @@ Personal data (resident name, email, phone, the exact text) is never returned.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -41,8 +42,19 @@ from townhall.actor import Actor
 from townhall.db import unit_of_work, utcnow
 from townhall.deps import DbSession
 from townhall.errors import TownhallError
+from townhall.ratelimit import enforce as enforce_rate_limit
 from townhall.service_requests import actions, queries
-from townhall.service_requests.api import effects_for, request_client_hash
+from townhall.service_requests.api import (
+    PUBLIC_STATUS,
+    district_before_transaction,
+    effects_for,
+    include_first,
+    json_response,
+    request_client_hash,
+    run_status_lookup,
+    status_caller,
+    status_connection,
+)
 from townhall.service_requests.lifecycle import SUB_STATUSES
 from townhall.service_requests.models import RequestService, ServiceRequest
 from townhall.service_requests.privacy import scrub_personal_data
@@ -68,6 +80,8 @@ _XML_ITEMS = {
 }
 
 router = APIRouter(prefix=PREFIX, tags=["open311"])
+# The status lookups alone, so they can be matched before every other route (`include_first`).
+status_router = APIRouter(prefix=PREFIX, tags=["open311"])
 
 
 class Open311Error(TownhallError):
@@ -138,7 +152,7 @@ def _xml_response(
 def _respond(fmt: str, root: str, data: list[dict[str, Any]] | dict[str, Any]) -> Response:
     if fmt == "xml":
         return _xml_response(root, data)
-    return JSONResponse(data)
+    return json_response(data)
 
 
 def _format(fmt: str) -> str:
@@ -487,52 +501,101 @@ def list_requests(
     return _respond(fmt, "service_requests", _documents(db, rows, base_url, _truthy(extensions)))
 
 
+def status_row_document(row: Any, base_url: str) -> dict[str, Any]:
+    """`request_document` (without extensions) from `queries.request_status`: the status
+    lookup's columns instead of ORM objects (a test compares the two)."""
+    media_url = row.media_url
+    if media_url is None and row.media_attachment_id is not None:
+        media_url = (
+            f"{base_url.rstrip('/')}/requests/{row.tracking_code}/attachments/"
+            f"{row.media_attachment_id}"
+        )
+    return {
+        "service_request_id": row.tracking_code,
+        "status": row.status,
+        "status_notes": row.status_notes,
+        "service_name": row.service_name,
+        "service_code": row.service_code,
+        "description": row.public_description or None,
+        "agency_responsible": row.agency_responsible,
+        "service_notice": row.service_notice,
+        "requested_datetime": _iso(row.requested_at),
+        "updated_datetime": _iso(row.closed_at or row.updated_at),
+        "expected_datetime": _iso(row.expected_at),
+        "address": row.address,
+        "address_id": row.address_id,
+        "zipcode": row.zipcode,
+        "lat": row.lat,
+        "long": row.long,
+        "media_url": media_url,
+    }
+
+
 def _one_request(
     service_request_id: str,
     fmt: str,
     request: Request,
-    db: Session,
     jurisdiction: str | None,
     extensions: str | None,
 ) -> Response:
+    """One request by id. Without extensions (what clients poll), one query of columns;
+    with them, the ORM path that lists use too."""
+    status_caller(request)
     fmt = _format(fmt)
     _check_jurisdiction(request, jurisdiction)
-    found = queries.request_by_code(db, service_request_id)
-    if found is None or found.hidden:
+    base_url = request.app.state.settings.base_url
+    runtime = request.app.state.runtime
+    documents: list[dict[str, Any]] = []
+    if _truthy(extensions):
+        with unit_of_work(runtime.read_session_factory) as db:
+            found = queries.request_by_code(db, service_request_id)
+            if found is not None and not found.hidden:
+                documents = _documents(db, [found], base_url, True)
+    else:
+        with status_connection(request) as (connection, dialect):
+            row = queries.request_status(connection, dialect, service_request_id)
+        if row is not None and not row.hidden:
+            documents = [status_row_document(row, base_url)]
+    if not documents:
         raise Open311Error(
             404, f"service_request_id {service_request_id!r} was not found.", "request_not_found"
         )
-    base_url = request.app.state.settings.base_url
-    return _respond(fmt, "service_requests", _documents(db, [found], base_url, _truthy(extensions)))
+    return _respond(fmt, "service_requests", documents)
 
 
-@router.get("/v2/requests/{service_request_id}.{fmt}", dependencies=[PUBLIC], summary="One request")
-def read_request(
+@status_router.get(
+    "/v2/requests/{service_request_id}.{fmt}", dependencies=[PUBLIC_STATUS], summary="One request"
+)
+async def read_request(
     service_request_id: str,
     fmt: str,
     request: Request,
-    db: DbSession,
     jurisdiction_id: Jurisdiction = None,
     extensions: Text = None,
 ) -> Response:
-    return _one_request(service_request_id, fmt, request, db, jurisdiction_id, extensions)
+    return await run_status_lookup(
+        request,
+        lambda: _one_request(service_request_id, fmt, request, jurisdiction_id, extensions),
+    )
 
 
-@router.get(
+@status_router.get(
     "/v2/request/{service_request_id}.{fmt}",
-    dependencies=[PUBLIC],
+    dependencies=[PUBLIC_STATUS],
     summary="One request (the swagger file's spelling)",
     include_in_schema=False,
 )
-def read_request_singular(
+async def read_request_singular(
     service_request_id: str,
     fmt: str,
     request: Request,
-    db: DbSession,
     jurisdiction_id: Jurisdiction = None,
     extensions: Text = None,
 ) -> Response:
-    return _one_request(service_request_id, fmt, request, db, jurisdiction_id, extensions)
+    return await run_status_lookup(
+        request,
+        lambda: _one_request(service_request_id, fmt, request, jurisdiction_id, extensions),
+    )
 
 
 @router.get("/v2/tokens/{token}.{fmt}", dependencies=[PUBLIC], summary="Request id from a token")
@@ -604,7 +667,9 @@ async def _submitter(request: Request) -> Actor:
 
 def _resolve_api_key(request: Request, raw: str) -> Actor:
     with unit_of_work(request.app.state.session_factory) as db:
-        return _actor_for_api_key(db, raw)
+        actor = _actor_for_api_key(db, raw)
+    enforce_rate_limit(request, actor)  # this route does not go through current_actor
+    return actor
 
 
 open311_submitter = mark_access(_submitter, "open311:submit")
@@ -682,10 +747,14 @@ def _store(
     media_name: str | None,
     media_bytes: bytes | None,
 ) -> Response:
-    with unit_of_work(request.app.state.session_factory) as db:
-        submitted = actions.submit_request(
-            db, actor=actor, submission=submission, effects=effects_for(request)
+    effects = effects_for(request)
+    if submission.district_code is None:  # located outside the transaction (see the helper)
+        submission = replace(
+            submission,
+            district_code=district_before_transaction(effects, submission.lat, submission.long),
         )
+    with unit_of_work(request.app.state.session_factory) as db:
+        submitted = actions.submit_request(db, actor=actor, submission=submission, effects=effects)
         created = submitted.request
         if media_bytes:
             actions.add_attachment(
@@ -708,5 +777,6 @@ def _store(
 
 
 def register(app: FastAPI) -> None:
+    include_first(app, status_router)  # clients poll these: matched before all else
     app.include_router(router)
     app.state.error_shapes[PREFIX + "/"] = open311_error_shape

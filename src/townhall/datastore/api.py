@@ -22,6 +22,7 @@ from townhall.datastore import export, query
 from townhall.datastore.engine import QueryEngine, query_engine
 from townhall.datastore.ingest import ingest_file
 from townhall.datastore.schemas import FetchQueued, IngestPublic, QueryPage, SqlQuery
+from townhall.datastore.serving import serving_copies
 from townhall.datastore.upload import receive_upload
 from townhall.db import unit_of_work
 from townhall.deps import DbSession
@@ -183,6 +184,11 @@ async def upload_resource_file(
         )
     finally:
         received.discard()
+    if version.snapshot_id is not None:
+        # This node builds its serving copy now; other nodes build theirs on first query.
+        serving_copies(runtime).want(
+            version.table_name, int(version.snapshot_id), version.row_count, version.columns or []
+        )
     return IngestPublic(
         dataset=slug,
         resource_id=resource_id,

@@ -10,11 +10,19 @@ is checked by `sql_guard` before it gets here, and this is the second line, not 
 
 Each query runs on its own cursor with a timer that calls `interrupt()` when the time limit
 passes (DuckDB stops at its next check), and is answered with `query_timeout`.
+
+Serving copies (`serving.py`: a per-node DuckDB file of a published version) are attached
+read-only before the doors close, each as `s_<table>_<snapshot>`. The set of copies is fixed
+for one instance (a locked instance cannot ATTACH), so when it changes the engine opens a new
+instance (a *generation*) for the next queries; the old one is dropped, not closed, and goes
+away once its last running cursor ends. A request pins one generation (`pin()`), so the copy it
+chose cannot vanish between building its SQL and running it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
@@ -30,6 +38,7 @@ from townhall.datastore.sqltext import string_literal
 from townhall.errors import TownhallError
 
 if TYPE_CHECKING:
+    from townhall.datastore.serving import ServingCopies
     from townhall.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -54,16 +63,52 @@ DENIED_FUNCTIONS = frozenset(
 SYNTAX_FUNCTIONS = frozenset({"cast", "try_cast", "extract", "interval", "if", "case", "unnest"})
 
 
-class QueryEngine:
-    """The locked DuckDB instance of one runtime, opened on first use; thread-safe."""
+def copy_alias(table_name: str, snapshot_id: int) -> str:
+    """The name a serving copy is attached under: `s_<table>_<snapshot>`."""
+    return f"s_{table_name}_{snapshot_id}"
 
-    def __init__(self, runtime: Runtime) -> None:
+
+class _Generation:
+    """One locked DuckDB instance and the serving copies attached to it."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        copies: dict[tuple[str, int], str],
+        functions: frozenset[str],
+    ) -> None:
+        self.con = con
+        self.copies = copies
+        self.functions = functions
+
+
+class QueryEngine:
+    """The locked DuckDB instance of one runtime, opened on first use; thread-safe.
+
+    `preserve_insertion_order=False` and `threads` make instances for downloads (DuckDB
+    settings that cannot change once the configuration is locked; see `download_engine`).
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        preserve_insertion_order: bool = True,
+        threads: int | None = None,
+    ) -> None:
         self._settings = runtime.settings
+        self._runtime = weakref.ref(runtime)
         self._lake: Lake = runtime.lake
         self._lock = threading.Lock()
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._functions: frozenset[str] | None = None
+        self._generation: _Generation | None = None
+        self._pinned: _Generation | None = None
+        self._preserve_insertion_order = preserve_insertion_order
+        self._threads = threads
+        self._copies: Callable[[], dict[tuple[str, int], Path]] = dict
+        self._parent: QueryEngine | None = None
         self.spatial = False
+        self.serving: ServingCopies | None = None
+        """The node's serving copies, when this engine attaches them."""
 
     @property
     def export_directory(self) -> Path:
@@ -77,13 +122,23 @@ class QueryEngine:
     def row_cap(self) -> int:
         return self._settings.query_row_cap
 
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        with self._lock:
-            if self._con is None:
-                self._con = self._open()
-            return self._con
+    def use_copies(self, copies: Callable[[], dict[tuple[str, int], Path]]) -> None:
+        """Attach the serving copies `copies()` lists (`(table, snapshot)` -> file) whenever an
+        instance opens."""
+        self._copies = copies
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
+    def _current(self) -> _Generation:
+        if self._pinned is not None:
+            return self._pinned
+        with self._lock:
+            if self._generation is None:
+                self._generation = self._open()
+            return self._generation
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        return self._current().con
+
+    def _open(self) -> _Generation:
         try:
             con = self._lake.connect(read_only=True, extensions=("spatial",))
             self.spatial = True
@@ -91,6 +146,20 @@ class QueryEngine:
             con = self._lake.connect(read_only=True)
             self.spatial = False
         try:
+            if not self._preserve_insertion_order:
+                con.execute("SET preserve_insertion_order=false")
+            if self._threads is not None:
+                con.execute(f"SET threads={int(self._threads)}")
+            copies: dict[tuple[str, int], str] = {}
+            for (table_name, snapshot_id), path in sorted(self._copies().items()):
+                alias = copy_alias(table_name, snapshot_id)
+                try:
+                    con.execute(f"ATTACH {string_literal(str(path))} AS {alias} (READ_ONLY)")
+                except duckdb.Error as error:
+                    # A copy deleted or replaced meanwhile: serve that table from the lake.
+                    log.warning("serving copy %s not attached: %s", path, error)
+                    continue
+                copies[(table_name, snapshot_id)] = alias
             self.export_directory.mkdir(parents=True, exist_ok=True)
             allowed = [str(self._lake.data_path) + "/", str(self.export_directory) + "/"]
             con.execute(f"SET allowed_directories=[{', '.join(map(string_literal, allowed))}]")
@@ -101,27 +170,60 @@ class QueryEngine:
                 "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
                 "WHERE function_type IN ('scalar', 'aggregate', 'macro')"
             ).fetchall()
-            self._functions = (
+            functions = (
                 frozenset(str(row[0]) for row in rows) - DENIED_FUNCTIONS
             ) | SYNTAX_FUNCTIONS
         except BaseException:
             con.close()
             raise
-        return con
+        return _Generation(con, copies, functions)
 
     @property
     def allowed_functions(self) -> frozenset[str]:
-        self._connection()
-        assert self._functions is not None
-        return self._functions
+        return self._current().functions
+
+    def pin(self) -> QueryEngine:
+        """This engine held to its current instance: the copies it lists stay attached for
+        every query run through the returned engine, whatever `refresh()` does meanwhile."""
+        pinned = copy.copy(self)
+        pinned._pinned = self._current()
+        pinned._parent = self._parent or self
+        return pinned
+
+    def copy_alias(self, table_name: str, snapshot_id: int) -> str | None:
+        """The attached name of the serving copy of `table_name` at `snapshot_id`, or None
+        when this instance has none (the query then reads the lake)."""
+        return self._current().copies.get((table_name, snapshot_id))
+
+    def refresh(self) -> None:
+        """Open a new instance for the next queries (the set of serving copies changed). The
+        old one is not closed: queries running on it finish there."""
+        with self._lock:
+            self._generation = None
 
     def reset(self) -> None:
         """Drop the instance (after a lost catalog connection); the next query reopens it."""
+        if self._parent is not None:
+            self._parent.reset()
+            return
         with self._lock:
-            con, self._con = self._con, None
-        if con is not None:
+            generation, self._generation = self._generation, None
+        if generation is not None:
             with contextlib.suppress(duckdb.Error):
-                con.close()
+                generation.con.close()
+
+    def close(self) -> None:
+        """Close the instance (an engine made for one download)."""
+        self.reset()
+
+    @contextlib.contextmanager
+    def for_download(self, *, in_storage_order: bool) -> Iterator[QueryEngine]:
+        """An engine of its own for one download (`download_engine`)."""
+        runtime = self._runtime()
+        if runtime is None:  # pragma: no cover - the runtime outlives its requests
+            raise RuntimeError("the runtime of this query engine is gone")
+        with download_engine(runtime, in_storage_order=in_storage_order) as engine:
+            yield engine
 
     @contextlib.contextmanager
     def cursor(self, timeout_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -177,13 +279,47 @@ _engines_lock = threading.Lock()
 
 
 def query_engine(runtime: Runtime) -> QueryEngine:
-    """The runtime's query engine (one per runtime, built on first use)."""
+    """The runtime's query engine (one per runtime, built on first use), with the node's
+    serving copies attached."""
+    from townhall.datastore.serving import serving_copies
+
     with _engines_lock:
         engine = _engines.get(runtime)
         if engine is None:
             engine = QueryEngine(runtime)
+            copies = serving_copies(runtime)
+            engine.use_copies(copies.available)
+            engine.serving = copies
+            copies.on_change(engine.refresh)
             _engines[runtime] = engine
         return engine
+
+
+@contextlib.contextmanager
+def download_engine(runtime: Runtime, *, in_storage_order: bool) -> Iterator[QueryEngine]:
+    """A query engine of its own for one download, closed at the end (it holds no memory
+    between downloads; opening it costs about 0.1-0.2 s, small beside a download), locked like
+    the shared one, serving copies attached.
+
+    Keeping insertion order with several threads makes DuckDB's CSV writer hold rows back:
+    measured on 5M rows, 791 MB peak by default, 261 MB with `preserve_insertion_order=false`,
+    223 MB with one thread (14.0 s against 17.2 s). `in_storage_order=True` (a whole or
+    filtered table without `sort`) takes one thread: the file comes in storage order, the same
+    bytes on every run, which `townhall verify` relies on to check a download. Otherwise (a
+    sort, or SQL) insertion order is not kept: the query's own `ORDER BY` still holds."""
+    from townhall.datastore.serving import serving_copies
+
+    engine = (
+        QueryEngine(runtime, threads=1)
+        if in_storage_order
+        else QueryEngine(runtime, preserve_insertion_order=False)
+    )
+    engine.serving = serving_copies(runtime)
+    engine.use_copies(engine.serving.available)
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 def elapsed_ms(started: float) -> float:

@@ -36,6 +36,11 @@ class QueryPage(PublicOutput):
     offset: int | None = None
     limit: int | None = None
     tables: list[str] | None = Field(None, description="SQL only: the tables read, slug@version.")
+    served_from: str | None = Field(
+        None,
+        description="`copy`: read from this node's serving copy of the version (for SQL: at "
+        "least one table); `lake`: read from the lake.",
+    )
 
 
 class SqlQuery(StrictInput):

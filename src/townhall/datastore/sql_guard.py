@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
@@ -103,6 +103,36 @@ class GuardedSql:
     sql: str
     """The query to run, generated from the checked tree."""
     tables: tuple[str, ...]
+    tree: exp.Expression | None = field(default=None, compare=False, repr=False)
+    """The checked tree with every table bound to the lake (for `sql_on_copies`)."""
+
+    def sql_on_copies(self, alias_of: Callable[[str, int], str | None]) -> str:
+        """The query with each lake table that has a serving copy (`alias_of(table,
+        snapshot)` names the attached copy, or None) read from that copy instead. Only tables
+        this query was checked and bound to are rewritten: the guard refuses qualified names,
+        so every `lake.` table in the tree is one of its bindings."""
+        if self.tree is None:
+            return self.sql
+        from townhall.datastore.lake import LAKE
+
+        def swap(node: exp.Expression) -> exp.Expression:
+            if not isinstance(node, exp.Table) or node.catalog != LAKE:
+                return node
+            when = node.args.get("when")
+            snapshot = when.expression if isinstance(when, exp.HistoricalData) else None
+            if not isinstance(snapshot, exp.Literal):
+                return node
+            alias = alias_of(node.name, int(snapshot.this))
+            if alias is None:
+                return node
+            return exp.Table(
+                this=exp.to_identifier(node.name, quoted=True),
+                db=exp.to_identifier("main", quoted=True),
+                catalog=exp.to_identifier(alias, quoted=True),
+                alias=node.args.get("alias"),
+            )
+
+        return self.tree.copy().transform(swap).sql(dialect="duckdb", identify=True)
 
 
 def invalid_sql(message: str) -> TownhallError:
@@ -150,7 +180,9 @@ def guard_sql(sql: str, resolve: Resolver, allowed_functions: frozenset[str]) ->
         text = tree.sql(dialect="duckdb", identify=True)
     except Exception as error:  # sqlglot cannot render what it parsed: refuse, never guess
         raise invalid_sql(f"The SQL cannot be processed: {_first_line(error)}") from error
-    return GuardedSql(text, tuple(dict.fromkeys(binding.label for _, binding in bindings)))
+    return GuardedSql(
+        text, tuple(dict.fromkeys(binding.label for _, binding in bindings)), tree=tree
+    )
 
 
 def _first_line(error: Exception) -> str:

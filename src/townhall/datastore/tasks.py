@@ -24,6 +24,7 @@ from townhall.catalog import queries as catalog_queries
 from townhall.datastore.ingest import ingest_file
 from townhall.db import unit_of_work
 from townhall.jobs import job
+from townhall.outbound import OutboundPolicy, OutboundRefused, guarded_client
 
 if TYPE_CHECKING:
     from townhall.runtime import Runtime
@@ -55,7 +56,12 @@ def fetch_and_ingest(runtime: Runtime, resource_id: int) -> int | None:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"fetch-{uuid.uuid4().hex}"
     try:
-        sha256, size = download(url, target, max_bytes=runtime.settings.max_upload_bytes)
+        sha256, size = download(
+            url,
+            target,
+            max_bytes=runtime.settings.max_upload_bytes,
+            outbound=OutboundPolicy.from_settings(runtime.settings),
+        )
         if sha256 == current_sha:
             log.info("fetch_and_ingest: %s unchanged (sha256 %s); no new version", url, sha256)
             return None
@@ -79,27 +85,36 @@ def _name_of(url: str) -> str:
     return name or urlsplit(url).netloc or "download"
 
 
-def download(url: str, target: Path, *, max_bytes: int) -> tuple[str, int]:
+def download(
+    url: str, target: Path, *, max_bytes: int, outbound: OutboundPolicy | None = None
+) -> tuple[str, int]:
     """Stream `url` into `target`; returns (sha256, size). Raises FetchError for a non-2xx
-    status or a body over `max_bytes`, httpx.HTTPError for network failures."""
+    status, a body over `max_bytes` or a destination (redirects included) that `outbound`
+    (default: public addresses only) refuses; httpx.HTTPError for network failures."""
     digest = hashlib.sha256()
     size = 0
-    with (
-        httpx.Client(
-            timeout=FETCH_TIMEOUT, follow_redirects=True, max_redirects=MAX_REDIRECTS
-        ) as client,
-        client.stream("GET", url) as response,
-    ):
-        if response.status_code >= 400:
-            raise FetchError(f"GET {url} answered {response.status_code}")
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_bytes:
-            raise FetchError(f"{url} is {declared} bytes, over the {max_bytes} limit")
-        with target.open("wb") as handle:
-            for chunk in response.iter_bytes(CHUNK_BYTES):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchError(f"{url} is larger than the {max_bytes} bytes limit")
-                handle.write(chunk)
-                digest.update(chunk)
+    try:
+        with (
+            guarded_client(
+                outbound or OutboundPolicy(),
+                timeout=FETCH_TIMEOUT,
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+            ) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code >= 400:
+                raise FetchError(f"GET {url} answered {response.status_code}")
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise FetchError(f"{url} is {declared} bytes, over the {max_bytes} limit")
+            with target.open("wb") as handle:
+                for chunk in response.iter_bytes(CHUNK_BYTES):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise FetchError(f"{url} is larger than the {max_bytes} bytes limit")
+                    handle.write(chunk)
+                    digest.update(chunk)
+    except OutboundRefused as refused:
+        raise FetchError(f"GET {url} refused: {refused}") from None
     return digest.hexdigest(), size

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from rich.progress import Progress
 from sqlalchemy.orm import Session
@@ -24,9 +25,13 @@ from townhall.demo.city import DemoCity, districts_geojson, generate_city
 if TYPE_CHECKING:
     from townhall.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 DEMO_ADMIN_EMAIL = "admin@riverton.example.org"
 DEMO_PASSWORD = "riverton-demo"  # noqa: S105 - published on purpose: demo accounts only
 FREQUENCY_CODES = {"annual": "ANNUAL", "monthly": "MONTHLY", "irregular": "IRREG"}
+PUBLISH_DEMO_JOB = "publishing.publish_demo_datasets"
+OperationalData = Literal["queue", "now", "skip"]
 
 
 def seed_demo_city(
@@ -36,8 +41,15 @@ def seed_demo_city(
     request_count: int = 60_000,
     only_if_empty: bool = False,
     progress: Progress | None = None,
+    operational_data: OperationalData = "queue",
 ) -> str:
-    """Seed everything; with `only_if_empty`, do nothing when the demo is already there."""
+    """Seed everything; with `only_if_empty`, do nothing when the demo is already there.
+
+    The operational open datasets (service requests and office visits through the
+    privacy-safe pipelines, about 40 s) come last, once everything else has committed:
+    `queue` hands them to the job `publishing.publish_demo_datasets` so that a server can
+    start serving at once, `now` publishes them here (on `progress` too), `skip` leaves them.
+    """
     with unit_of_work(runtime.session_factory) as session:
         if account_queries.user_by_email(session, DEMO_ADMIN_EMAIL) is not None:
             if only_if_empty:
@@ -73,12 +85,40 @@ def seed_demo_city(
 
     step("Open datasets", total=len(city.datasets) + 1)
     _seed_datasets(runtime, city, actor, progress, task)
-    return (
+    summary = (
         f"Seeded {city.name}: {len(city.districts)} districts, {len(city.offices)} offices, "
         f"{len(city.services)} services, {len(city.staff)} staff, "
         f"{len(city.service_requests)} service requests, {len(city.datasets) + 1} datasets. "
         f"Log in as {DEMO_ADMIN_EMAIL} / {DEMO_PASSWORD}."
     )
+    return summary + _operational_data(runtime, operational_data, progress)
+
+
+def _operational_data(runtime: Runtime, mode: OperationalData, progress: Progress | None) -> str:
+    """Publish the operational open datasets as `mode` says; returns a line for the summary."""
+    if mode == "skip":
+        return ""
+    if mode == "queue":
+        # Everything the pipelines read has committed above: the job sees it all.
+        runtime.jobs.enqueue(PUBLISH_DEMO_JOB)
+        log.info("queued %s: the operational open datasets follow shortly", PUBLISH_DEMO_JOB)
+        return (
+            f" Operational open data (service requests, office visits) is being published "
+            f"in the background (job {PUBLISH_DEMO_JOB}, about a minute)."
+        )
+    from townhall.publishing.demo import publish_operational_datasets
+
+    task = progress.add_task("Operational open data", total=None) if progress else None
+
+    def on_step(description: str, done: int, total: int) -> None:
+        if progress is not None and task is not None:
+            progress.update(
+                task, description=f"Operational open data: {description}", completed=done,
+                total=total,
+            )  # fmt: skip
+
+    slugs = publish_operational_datasets(runtime, steward_email=DEMO_ADMIN_EMAIL, on_step=on_step)
+    return f" Published operational open data: {', '.join(slugs)}."
 
 
 def _seed_accounts(runtime: Runtime, city: DemoCity, actor: Actor) -> None:

@@ -14,7 +14,11 @@ STATIC_PREFIX = "/directory-assets"
 
 def register(app: FastAPI) -> None:
     from townhall.directory import api, hsds_api, views
+    from townhall.directory.districts import DistrictLocator
     from townhall.web import add_template_dir
+
+    # Service requests located by lat/long get their district from the published boundaries.
+    app.state.locate_district = DistrictLocator(app.state.runtime)
 
     add_template_dir(app, DIRECTORY_DIR / "templates")
     app.mount(

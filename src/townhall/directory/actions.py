@@ -8,6 +8,7 @@ and the system (see `queries.can_manage`).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 import uuid
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +39,7 @@ from townhall.directory.models import (
     CostOption,
     DirectoryOrganization,
     Location,
+    OfficeStatusSignal,
     Phone,
     RequiredDocument,
     Schedule,
@@ -52,6 +54,12 @@ from townhall.directory.models import (
 )
 from townhall.errors import ConflictError, NotFoundError, PermissionDenied, TownhallError
 from townhall.events import EventBus, publish_after_commit
+from townhall.notify import actions as notify
+from townhall.notify import queries as notify_queries
+
+if TYPE_CHECKING:
+    from townhall.config import Settings
+    from townhall.jobs import JobQueue
 
 SERVICE_FIELDS = (
     "name",
@@ -803,8 +811,11 @@ def set_office_status(
     expected_return_at: datetime | None = None,
     bus: EventBus | None = None,
     now: datetime | None = None,
+    followers: StatusFollowers | None = None,
 ) -> Location:
-    """Staff say how the office is doing: normal, reduced service or unexpectedly closed."""
+    """Staff say how the office is doing: normal, reduced service or unexpectedly closed.
+    With `followers`, a real change is announced to the office's status followers at once
+    (without, the scheduled watch announces it within a minute)."""
     now = now or utcnow()
     location = _location_for(session, actor, slug, "directory:edit")
     if condition not in OFFICE_CONDITIONS:
@@ -826,6 +837,12 @@ def set_office_status(
             _jsonable(expected_return_at),
         ],
     }
+    new_message = (message or None) if condition != "normal" else None
+    changed = (
+        location.condition != condition
+        or (location.status_message or None) != new_message
+        or location.expected_return_at != expected_return_at
+    )
     location.condition = condition
     location.status_message = message if condition != "normal" else None
     location.expected_return_at = expected_return_at
@@ -839,6 +856,10 @@ def set_office_status(
         changes=changes,
     )
     _publish_office(session, bus, location, "office.status")
+    if followers is not None:
+        watch_office_status(
+            session, location=location, followers=followers, now=now, staff_change=changed
+        )
     return location
 
 
@@ -1008,6 +1029,7 @@ def record_visit_event(
     location = _location_for(session, actor, location_slug, "queues:operate")
     if type not in VISIT_EVENT_TYPES:
         raise invalid("type", f"must be one of {list(VISIT_EVENT_TYPES)}")
+    sent_time = occurred_at
     occurred_at = occurred_at or now
     if occurred_at.tzinfo is None:
         raise invalid("occurred_at", "needs a time zone")
@@ -1032,7 +1054,7 @@ def record_visit_event(
 
     existing = session.scalar(select(VisitEvent).where(VisitEvent.event_id == event_id))
     if existing is not None:
-        return _duplicate(session, existing, location, type, ticket_code, occurred_at)
+        return _duplicate(session, existing, location, type, ticket_code, sent_time)
 
     offered = {link.service_id for link in _links(session, location)}
     for named in (service, to_service):
@@ -1118,13 +1140,15 @@ def _duplicate(
     location: Location,
     type: str,
     ticket_code: str,
-    occurred_at: datetime,
+    occurred_at: datetime | None,
 ) -> VisitOutcome:
+    """The stored event again. A retry without `occurred_at` matches on the rest: its
+    arrival time is not the event's time, and a kiosk's retry must not become a conflict."""
     same = (
         existing.location_id == location.id
         and existing.type == type
         and existing.ticket_code == ticket_code
-        and abs((existing.occurred_at - occurred_at).total_seconds()) < 1
+        and (occurred_at is None or abs((existing.occurred_at - occurred_at).total_seconds()) < 1)
     )
     if not same:
         raise ConflictError(
@@ -1144,13 +1168,22 @@ def issue_ticket(
     service_ref: str,
     bus: EventBus | None = None,
     now: datetime | None = None,
+    idempotency_key: str | None = None,
 ) -> VisitOutcome:
-    """A kiosk or counter hands out the next ticket number for a service (A001, A002...)."""
+    """A kiosk or counter hands out the next ticket number for a service (A001, A002...).
+
+    With `idempotency_key`, a retry of the same press (a kiosk that lost the answer) gets the
+    ticket already issued (`duplicate`) instead of a second one; the same key for another
+    service is a 409."""
     now = now or utcnow()
     location = _location_for(session, actor, location_slug, "queues:operate")
     service = queries.service_by_ref(session, service_ref)
     if service is None:
         raise NotFoundError("service", service_ref)
+    event_id = _keyed_event_id(location, "issue", idempotency_key)
+    replay = _replayed(session, event_id, service_id=service.id)
+    if replay is not None:
+        return replay
     prefix = (service.code or service.slug)[:1].upper()
     today = queries.local_date(location, now)
     issued = (
@@ -1168,7 +1201,7 @@ def issue_ticket(
         session,
         actor=actor,
         location_slug=location_slug,
-        event_id=f"th-{uuid.uuid4()}",
+        event_id=event_id,
         type="issued",
         ticket_code=f"{prefix}{number:03d}",
         service_ref=service.id,
@@ -1187,10 +1220,17 @@ def call_next_ticket(
     service_refs: Sequence[str] = (),
     bus: EventBus | None = None,
     now: datetime | None = None,
+    idempotency_key: str | None = None,
 ) -> VisitOutcome | None:
-    """Call whoever has waited longest (for the given services, or any); None if nobody waits."""
+    """Call whoever has waited longest (for the given services, or any); None if nobody waits.
+    With `idempotency_key`, a retry answers the ticket that call took (`duplicate`) instead of
+    calling a second person; the same key from another desk is a 409."""
     now = now or utcnow()
     location = _location_for(session, actor, location_slug, "queues:operate")
+    event_id = _keyed_event_id(location, "call", idempotency_key)
+    replay = _replayed(session, event_id, desk=desk)
+    if replay is not None:
+        return replay
     service_ids = []
     for ref in service_refs:
         service = queries.service_by_ref(session, ref)
@@ -1204,7 +1244,7 @@ def call_next_ticket(
         session,
         actor=actor,
         location_slug=location_slug,
-        event_id=f"th-{uuid.uuid4()}",
+        event_id=event_id,
         type="called",
         ticket_code=ticket.code,
         service_ref=ticket.service_id,
@@ -1213,3 +1253,230 @@ def call_next_ticket(
         bus=bus,
         now=now,
     )
+
+
+def _keyed_event_id(location: Location, operation: str, key: str | None) -> str:
+    """The event id of a keyed kiosk call: the same key at the same office for the same
+    operation always names the same event (hashed: keys are the client's, ids are ours)."""
+    if key is None:
+        return f"th-{uuid.uuid4()}"
+    digest = hashlib.sha256(f"{location.id}|{operation}|{key}".encode()).hexdigest()
+    return f"key-{operation}-{digest[:48]}"
+
+
+def _replayed(
+    session: Session, event_id: str, *, service_id: str | None = None, desk: str | None = None
+) -> VisitOutcome | None:
+    """The outcome of an earlier call with the same idempotency key, or None. A key reused
+    for a different request (another service, another desk) is a 409."""
+    existing = session.scalar(select(VisitEvent).where(VisitEvent.event_id == event_id))
+    if existing is None:
+        return None
+    if (service_id is not None and existing.service_id != service_id) or (
+        desk is not None and existing.desk != desk
+    ):
+        raise ConflictError("This Idempotency-Key was already used for a different request.")
+    ticket = session.get(Ticket, existing.ticket_id)
+    assert ticket is not None
+    return VisitOutcome(existing, ticket, duplicate=True)
+
+
+# --- followers of an office's live status -------------------------------------------------------
+
+OFFICE_STATUS_EVENT = "office.status_changed"
+# A wait announcement per office at most this often: a queue that grows and shrinks around a
+# threshold all afternoon must not fill an inbox.
+WAIT_ALERT_MIN_INTERVAL = timedelta(minutes=15)
+# Falling back below a threshold counts only under this share of it (hysteresis).
+WAIT_ALERT_HYSTERESIS = 0.8
+# Changes between these states follow the published hours: routine, so for systems only.
+_ROUTINE_STATES = frozenset({"open", "closed"})
+_ROUTINE_WITH_CONDITION = frozenset({"closed", "reduced"})
+
+
+@dataclass(frozen=True)
+class StatusFollowers:
+    """Where office-status announcements go and what their links say."""
+
+    jobs: JobQueue | None
+    base_url: str
+    site_name: str
+    wait_thresholds: tuple[int, ...] = (30, 60)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, jobs: JobQueue | None) -> StatusFollowers:
+        return cls(
+            jobs=jobs,
+            base_url=settings.base_url.rstrip("/"),
+            site_name=settings.site_name,
+            wait_thresholds=tuple(sorted(m for m in settings.office_wait_alert_minutes if m > 0)),
+        )
+
+    def office_url(self, slug: str) -> str:
+        return f"{self.base_url}/offices/{slug}"
+
+    def unsubscribe_url(self, token: str) -> str:
+        return f"{self.base_url}/notify/unsubscribe/{token}"
+
+
+def status_topic(location: Location) -> str:
+    return f"office-status:{location.slug}"
+
+
+def wait_band(minutes: int, thresholds: Sequence[int], previous: int = 0) -> int:
+    """How many thresholds the wait has reached. Going down needs the wait to fall under
+    `WAIT_ALERT_HYSTERESIS` of the threshold, so a wait hovering at one does not flap."""
+    band = sum(1 for t in thresholds if minutes >= t)
+    if band < previous:
+        holding = sum(1 for t in thresholds[:previous] if minutes >= t * WAIT_ALERT_HYSTERESIS)
+        band = max(band, holding)
+    return band
+
+
+def _longest_wait(live: dict[str, Any]) -> int:
+    if live["status"]["state"] not in ("open", "reduced"):
+        return 0
+    return max((q["estimated_wait_minutes"] for q in live["queues"]), default=0)
+
+
+def _change_kind(before: OfficeStatusSignal, state: str, band: int) -> str | None:
+    """`status` (people and systems hear), `schedule` (systems only) or `wait`; None when
+    nothing meaningful changed."""
+    if before.state != state:
+        pair = {before.state, state}
+        routine = pair <= _ROUTINE_STATES or pair <= _ROUTINE_WITH_CONDITION
+        return "schedule" if routine else "status"
+    if band != before.wait_band:
+        return "wait"
+    return None
+
+
+def watch_office_status(
+    session: Session,
+    *,
+    location: Location,
+    followers: StatusFollowers,
+    now: datetime | None = None,
+    staff_change: bool = False,
+) -> str | None:
+    """Compare the office's live status with what its followers were last told; announce a
+    meaningful change (email with one-click unsubscribe, webhooks) and remember it.
+
+    The rule (docs/directory.md): a change of state involving a reduced service or an
+    unexpected closure, and any change staff make (`staff_change`), goes to everyone; the
+    daily opening and closing that the published hours already say go to webhooks only; a
+    longest estimated wait crossing one of `wait_thresholds` goes to everyone, with
+    hysteresis and at most once per `WAIT_ALERT_MIN_INTERVAL`. The first look at an office
+    is recorded silently. Returns the kind announced (`status`, `schedule`, `wait`) or None.
+    Idempotent: the same status twice announces once.
+    """
+    now = now or utcnow()
+    session.flush()
+    live = queries.office_live(session, location, now)
+    state = live["status"]["state"]
+    longest = _longest_wait(live)
+    signal = session.get(OfficeStatusSignal, location.id, with_for_update=True)
+    if signal is None:
+        band = wait_band(longest, followers.wait_thresholds)
+        session.add(
+            OfficeStatusSignal(
+                location_id=location.id,
+                state=state,
+                wait_band=band,
+                longest_wait_minutes=longest,
+                changed_at=now,
+                checked_at=now,
+            )
+        )
+        if not staff_change:
+            return None
+        kind: str | None = "status"
+    else:
+        band = wait_band(longest, followers.wait_thresholds, signal.wait_band)
+        kind = "status" if staff_change else _change_kind(signal, state, band)
+        if (
+            kind == "wait"
+            and signal.wait_announced_at is not None
+            and now - signal.wait_announced_at < WAIT_ALERT_MIN_INTERVAL
+        ):
+            kind = None  # not recorded either: told later if it still holds
+        signal.checked_at = now
+        signal.longest_wait_minutes = longest
+        if kind is not None:
+            signal.state, signal.wait_band, signal.changed_at = state, band, now
+            if kind == "wait":
+                signal.wait_announced_at = now
+    if kind is not None:
+        _announce_office_status(session, location, live, kind, longest, followers)
+    return kind
+
+
+def _announce_office_status(
+    session: Session,
+    location: Location,
+    live: dict[str, Any],
+    kind: str,
+    longest: int,
+    followers: StatusFollowers,
+) -> None:
+    status = live["status"]
+    notify.notify_topics(
+        session,
+        topics=[status_topic(location)],
+        event_type=OFFICE_STATUS_EVENT,
+        email_template="office.status_changed",
+        personalisation={
+            "site_name": followers.site_name,
+            "office_name": location.name,
+            "status_label": status["label"],
+            "status_text": live["status_text"],
+            "message": status["message"] or "",
+            "longest_wait": f"{longest} minutes" if status["state"] in ("open", "reduced") else "-",
+            "office_url": followers.office_url(location.slug),
+        },
+        payload={"change": kind, **live},
+        reference=status_topic(location),
+        unsubscribe_url_for=lambda subscription: followers.unsubscribe_url(subscription.token),
+        jobs=followers.jobs,
+        channels=("webhook",) if kind == "schedule" else ("email", "webhook"),
+    )
+
+
+def follow_office_status(
+    session: Session,
+    *,
+    actor: Actor,
+    slug: str,
+    email: str,
+    followers: StatusFollowers,
+) -> str:
+    """A resident follows an office's live status by email. A new follower gets a
+    confirmation carrying the one-click unsubscribe link (an address typed in by someone else
+    can leave at once). Idempotent. Returns the unsubscribe URL."""
+    location = queries.location_by_slug(session, slug)
+    if location is None:
+        raise NotFoundError("office", slug)
+    topic = status_topic(location)
+    already = {s.target for s in notify_queries.subscriptions_for_topics(session, [topic])}
+    subscription = notify.subscribe(
+        session, actor=actor, channel="email", topic=topic, target=email.strip()
+    )
+    unsubscribe_url = followers.unsubscribe_url(subscription.token)
+    if subscription.target not in already:
+        notify.queue_email(
+            session,
+            to=subscription.target,
+            template_slug="subscription.confirm",
+            personalisation={
+                "site_name": followers.site_name,
+                "topic_label": f"the live status of {location.name}",
+            },
+            reference=topic,
+            subscription=subscription,
+            event_type="subscription.created",
+            unsubscribe_url=unsubscribe_url,
+            jobs=followers.jobs,
+        )
+    # The baseline, so the first check after this does not announce old news.
+    watch_office_status(session, location=location, followers=followers)
+    return unsubscribe_url

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,6 +39,7 @@ from townhall.directory.schemas import (
     LocationPublic,
     LocationUpdate,
     NearbyPublic,
+    OfficeFollow,
     OfficeLive,
     OfficeStatusPublic,
     OfficeStatusUpdate,
@@ -475,8 +476,31 @@ def set_status(
         message=body.message,
         expected_return_at=body.expected_return_at,
         bus=_bus(request),
+        followers=status_followers(request),
     )
     return OfficeLive.model_validate(queries.office_live(db, location))
+
+
+def status_followers(request: Request) -> actions.StatusFollowers:
+    return actions.StatusFollowers.from_settings(
+        request.app.state.settings, request.app.state.runtime.jobs
+    )
+
+
+@router.post(
+    "/offices/{slug}/follow", status_code=201, summary="Follow an office's live status by email"
+)
+def follow_office(
+    slug: str, body: OfficeFollow, db: DbSession, actor: PublicActor, request: Request
+) -> dict[str, Any]:
+    """The address gets a confirmation with a one-click unsubscribe link, then an email
+    when the office closes unexpectedly, reopens, changes its service, or its wait crosses
+    a threshold (see docs/directory.md for the rule)."""
+    _location(db, slug)
+    actions.follow_office_status(
+        db, actor=actor, slug=slug, email=body.email, followers=status_followers(request)
+    )
+    return {"ok": True}
 
 
 @router.get("/offices/{slug}/live", response_model=OfficeLive, summary="Live status and queues")
@@ -549,16 +573,47 @@ def post_visit_event(
     return _visit_result(db, outcome, slug)
 
 
+# A kiosk that lost an answer sends the same key again and gets the same ticket back.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="Makes a retried call safe: the same key at the same office answers the "
+        "first call's ticket (`duplicate: true`) instead of acting twice.",
+    ),
+]
+
+
 @router.post(
-    "/offices/{slug}/tickets", response_model=VisitEventResult, status_code=201, summary="Issue"
+    "/offices/{slug}/tickets",
+    response_model=VisitEventResult,
+    status_code=201,
+    summary="Issue",
+    responses={200: {"description": "A retry with an Idempotency-Key already used"}},
 )
 def issue_ticket(
-    slug: str, body: TicketIssue, db: DbSession, actor: Operator, request: Request
+    slug: str,
+    body: TicketIssue,
+    db: DbSession,
+    actor: Operator,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> VisitEventResult:
     _location(db, slug)
     outcome = actions.issue_ticket(
-        db, actor=actor, location_slug=slug, service_ref=body.service, bus=_bus(request)
+        db,
+        actor=actor,
+        location_slug=slug,
+        service_ref=body.service,
+        bus=_bus(request),
+        idempotency_key=idempotency_key,
     )
+    if outcome.duplicate:
+        response.status_code = 200
     return _visit_result(db, outcome, slug)
 
 
@@ -566,7 +621,12 @@ def issue_ticket(
     "/offices/{slug}/call-next", response_model=VisitEventResult | None, summary="Call next"
 )
 def call_next(
-    slug: str, body: CallNext, db: DbSession, actor: Operator, request: Request
+    slug: str,
+    body: CallNext,
+    db: DbSession,
+    actor: Operator,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
 ) -> VisitEventResult | None:
     """Call whoever has waited longest; `null` when nobody is waiting."""
     _location(db, slug)
@@ -577,6 +637,7 @@ def call_next(
         desk=body.desk,
         service_refs=body.services,
         bus=_bus(request),
+        idempotency_key=idempotency_key,
     )
     return _visit_result(db, outcome, slug) if outcome else None
 

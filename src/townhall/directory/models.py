@@ -473,3 +473,22 @@ class Ticket(Base):
     transferred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     first_service_id: Mapped[str | None] = mapped_column(String(36))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OfficeStatusSignal(Base):
+    """What the followers of an office's live status were last told (or, before anyone
+    followed, what it was when last looked at): the state and the wait band. A change is
+    announced only against this, so the same news is never sent twice. See
+    `actions.watch_office_status` for the rule."""
+
+    __tablename__ = "directory_office_signals"
+
+    location_id: Mapped[str] = mapped_column(
+        ForeignKey("directory_locations.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(30))
+    wait_band: Mapped[int] = mapped_column(Integer, default=0)
+    longest_wait_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    wait_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

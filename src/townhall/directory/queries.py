@@ -640,3 +640,48 @@ def postcode_centroid(session: Session, postcode: str) -> tuple[float, float] | 
 
 def category_taxonomy_names() -> tuple[str, str]:
     return CATEGORY_TAXONOMY, LIFE_EVENT_TAXONOMY
+
+
+# --- aggregates for the insights slice (GROUP BY in SQL; small results) -------------------------
+
+# Desk times outside this range are a forgotten "served" click, not a visit.
+LONGEST_PLAUSIBLE_VISIT_SECONDS = 3 * 3600
+
+
+def ticket_arrivals_per_hour(
+    session: Session, *, start: datetime, end: datetime
+) -> list[tuple[str, str, int]]:
+    """(location id, UTC hour 'YYYY-MM-DD HH', tickets issued) for tickets issued in
+    [start, end). Each location's own time zone is applied by the caller to this small
+    result."""
+    from townhall.sqltime import utc_hour
+
+    hour = utc_hour(session, Ticket.issued_at).label("hour")
+    query = (
+        select(Ticket.location_id, hour, func.count())
+        .where(Ticket.issued_at >= start, Ticket.issued_at < end)
+        .group_by(Ticket.location_id, hour)
+    )
+    return [(str(loc), str(h), int(n)) for loc, h, n in session.execute(query)]
+
+
+def ticket_handling_seconds(
+    session: Session, *, start: datetime, end: datetime
+) -> dict[str, tuple[float, int]]:
+    """location id -> (mean desk seconds from call to served, visits counted) for visits
+    served in [start, end)."""
+    from townhall.sqltime import seconds_between
+
+    seconds = seconds_between(session, Ticket.called_at, Ticket.served_at)
+    query = (
+        select(Ticket.location_id, func.avg(seconds), func.count())
+        .where(
+            Ticket.served_at >= start,
+            Ticket.served_at < end,
+            Ticket.called_at.is_not(None),
+            seconds > 0,
+            seconds < LONGEST_PLAUSIBLE_VISIT_SECONDS,
+        )
+        .group_by(Ticket.location_id)
+    )
+    return {str(loc): (float(avg), int(n)) for loc, avg, n in session.execute(query)}

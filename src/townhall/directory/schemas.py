@@ -196,6 +196,10 @@ class OfficeStatusUpdate(StrictInput):
     expected_return_at: datetime | None = None
 
 
+class OfficeFollow(StrictInput):
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+
+
 class IncidentCreate(StrictInput):
     message: str = Field(min_length=1, max_length=1000)
     office: str | None = Field(None, max_length=100, description="Office slug; none for all.")

@@ -200,3 +200,62 @@ def _confirm_unconfirmed(session: Session, actor: Actor, dataset: Dataset) -> li
     if unconfirmed:
         session.flush()
     return unconfirmed
+
+
+def check_made_public(session: Session, *, actor: Actor, dataset: Dataset) -> dict[str, Any]:
+    """Govern a published (or approved) dataset whose visibility has just become `public`
+    outside the state workflow: `catalog.actions.update_dataset`, and through it CKAN
+    `package_update`/`package_patch` with `private: false`.
+
+    Called after the new visibility is set on `dataset`, in the same transaction. The same
+    rules as publishing apply (licence, steward, no personal or sensitive column, detected
+    columns confirmed only by `governance:manage`), and where review is required the change
+    is itself a release, so it needs someone who could approve it: `datasets:review`, and not
+    the dataset's creator or submitter. Raises 409 (`errors` naming each blocker) or 403;
+    returns extra fields for the audit entry. Does nothing for other states or visibilities.
+    """
+    if dataset.state not in ("published", "approved") or dataset.visibility != "public":
+        return {}
+    gov = ensure_governance(session, dataset)
+    needs_review, why = queries.review_required(session, dataset)
+    audit: dict[str, Any] = {}
+    if needs_review:
+        if not actor.can("datasets:review") or _is_own(actor, dataset, gov):
+            raise TownhallError(
+                403,
+                "permission_denied",
+                f"Making this dataset open data is a release that must be reviewed ({why}): "
+                "set it to draft, change its visibility, and submit it for review.",
+            )
+        audit["review_required"] = why
+        audit["approved_by"] = actor.label
+    problems = publication_blockers(session, dataset, actor=actor)
+    if problems:
+        raise _blocked(problems)
+    confirmed = _confirm_unconfirmed(session, actor, dataset)
+    if confirmed:
+        audit["confirmed_public_columns"] = confirmed
+    gov.updated_at = utcnow()
+    return audit
+
+
+def check_new_version(session: Session, *, actor: Actor, dataset: Dataset) -> dict[str, Any]:
+    """Govern a new table version of a published, public dataset (every ingest path: upload,
+    URL fetch, `townhall datasets ingest`, CKAN `resource_create`/`resource_update`/
+    `datastore_create`, the privacy-safe publishing pipeline) before it is served.
+
+    Called by `catalog.actions.record_version` after the published pointer has moved to the
+    new version, in the same transaction, so the classification sees the new columns. A
+    version that adds a column declared personal or sensitive, or one whose name looks
+    personal that nobody classified (unless the actor holds `governance:manage`, whose
+    publication confirms it public, as on first publication), raises 409 naming the columns;
+    the transaction rolls back and the previous version stays served. Returns extra fields
+    for the audit entry. No review: a new version of a released dataset is routine, as in CKAN.
+    """
+    if dataset.state != "published" or dataset.visibility != "public":
+        return {}
+    problems = publication_blockers(session, dataset, actor=actor)
+    if problems:
+        raise _blocked(problems)
+    confirmed = _confirm_unconfirmed(session, actor, dataset)
+    return {"confirmed_public_columns": confirmed} if confirmed else {}

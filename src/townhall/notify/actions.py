@@ -29,13 +29,14 @@ from townhall.notify.models import (
     NotifyTemplate,
 )
 from townhall.notify.templating import render
+from townhall.outbound import OutboundPolicy, OutboundRefused
 
 if TYPE_CHECKING:
     from townhall.jobs import JobQueue
 
 DELIVER_EMAIL = "notify.deliver_email"
 DELIVER_WEBHOOK = "notify.deliver_webhook"
-TOPIC_KINDS = ("request", "area", "office", "*")
+TOPIC_KINDS = ("request", "area", "office", "office-status", "*")
 
 
 def _invalid(field: str, message: str) -> TownhallError:
@@ -212,18 +213,21 @@ def notify_topics(
     unsubscribe_url_for: Any,
     exclude_emails: Iterable[str] = (),
     jobs: JobQueue | None = None,
+    channels: Iterable[str] = ("email", "webhook"),
 ) -> list[NotifyMessage]:
     """One message per active subscription to any of `topics` (an address that follows
     several matching topics hears once). Webhooks subscribed to `*` hear every event.
 
-    `unsubscribe_url_for(subscription)` gives each email its one-click link.
+    `unsubscribe_url_for(subscription)` gives each email its one-click link. `channels`
+    narrows who hears (routine news may go to systems only, never to people's inboxes).
     """
+    allowed_channels = set(channels)
     excluded = {address.strip().lower() for address in exclude_emails}
     sent_to: set[tuple[str, str]] = set()
     messages = []
     for subscription in queries.subscriptions_for_topics(session, [*topics, "*"]):
         key = (subscription.channel, subscription.target.strip().lower())
-        if key in sent_to:
+        if key in sent_to or subscription.channel not in allowed_channels:
             continue
         if subscription.channel == "email":
             if subscription.topic == "*" or key[1] in excluded:
@@ -305,12 +309,16 @@ def requeue_message(session: Session, *, actor: Actor, message_id: int, jobs: Jo
 def _check_topic(topic: str, channel: str) -> None:
     kind = topic.split(":", 1)[0]
     if kind not in TOPIC_KINDS or (kind != "*" and ":" not in topic):
-        raise _invalid("topic", "must be request:<code>, area:<district>:<service>, office:<slug>")
+        raise _invalid(
+            "topic",
+            "must be request:<code>, area:<district>:<service>, office:<slug> "
+            "or office-status:<office slug>",
+        )
     if topic == "*" and channel != "webhook":
         raise _invalid("topic", "only webhooks may subscribe to every event")
 
 
-def _check_webhook_url(url: str) -> None:
+def _check_webhook_url(url: str, outbound: OutboundPolicy | None) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsing the port is what can fail ("http://host:x/")
@@ -318,6 +326,12 @@ def _check_webhook_url(url: str) -> None:
         raise _invalid("target", "is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _invalid("target", "a webhook needs an http(s) URL")
+    if outbound is not None:
+        # Early feedback for an obvious private address; delivery checks every resolution.
+        try:
+            outbound.check_literal(parts.hostname)
+        except OutboundRefused as refused:
+            raise _invalid("target", str(refused)) from None
 
 
 def subscribe(
@@ -329,16 +343,18 @@ def subscribe(
     target: str,
     secret: str | None = None,
     language: str = "en",
+    outbound: OutboundPolicy | None = None,
 ) -> NotifySubscription:
     """Follow a topic by email (anyone: the address is the resident's to give) or by webhook
-    (administrators). Idempotent for an address already following the topic."""
+    (administrators). Idempotent for an address already following the topic. `outbound`,
+    when given, refuses a webhook URL that names a private address outright."""
     if channel not in ("email", "webhook"):
         raise _invalid("channel", "must be email or webhook")
     _check_topic(topic, channel)
     target = target.strip()
     if channel == "webhook":
         actor.require("system:admin")
-        _check_webhook_url(target)
+        _check_webhook_url(target, outbound)
     elif "@" not in target or len(target) > 320:
         raise _invalid("target", "is not an email address")
     existing = session.scalar(

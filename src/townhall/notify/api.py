@@ -21,6 +21,7 @@ from townhall.notify.schemas import (
     WebhookCreate,
     WebhookCreated,
 )
+from townhall.outbound import OutboundPolicy
 
 router = APIRouter(prefix="/api/v1/notify", tags=["notifications"])
 Admin = Annotated[Actor, Depends(requires("system:admin"))]
@@ -28,12 +29,20 @@ RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a database integer: larger i
 
 
 @router.post("/webhooks", response_model=WebhookCreated, status_code=201, summary="Add a webhook")
-def create_webhook(body: WebhookCreate, db: DbSession, actor: Admin) -> WebhookCreated:
+def create_webhook(
+    body: WebhookCreate, db: DbSession, actor: Admin, request: Request
+) -> WebhookCreated:
     """Events are POSTed as JSON with `X-Townhall-Signature: sha256=<hex>`, the HMAC-SHA256
     of `<X-Townhall-Timestamp>.<body>` under the secret; failures are retried with
     exponential backoff, then dead-lettered."""
     subscription = actions.subscribe(
-        db, actor=actor, channel="webhook", topic=body.topic, target=body.url, secret=body.secret
+        db,
+        actor=actor,
+        channel="webhook",
+        topic=body.topic,
+        target=body.url,
+        secret=body.secret,
+        outbound=OutboundPolicy.from_settings(request.app.state.settings),
     )
     return WebhookCreated(
         **SubscriptionPublic.model_validate(subscription).model_dump(),

@@ -50,6 +50,16 @@ DEFAULT_TEMPLATES: Final[dict[str, dict[str, str]]] = {
             "Follow it here: ((tracking_url))\n"
         ),
     },
+    "office.status_changed": {
+        "channel": "email",
+        "subject": "((office_name)): ((status_label))",
+        "body": (
+            "((office_name)) is now: ((status_text)).\n\n"
+            "((message))\n\n"
+            "Longest estimated wait: ((longest_wait)).\n\n"
+            "Live status and queues: ((office_url))\n"
+        ),
+    },
     "subscription.confirm": {
         "channel": "email",
         "subject": "You are following ((topic_label))",

@@ -23,6 +23,7 @@ import httpx
 
 from townhall import __version__
 from townhall.config import Settings
+from townhall.outbound import OutboundPolicy, OutboundRefused, guarded_client
 
 OutcomeKind = Literal["delivered", "temporary", "permanent", "technical"]
 SIGNATURE_HEADER = "X-Townhall-Signature"
@@ -33,9 +34,13 @@ DELIVERY_HEADER = "X-Townhall-Delivery"
 
 @dataclass(frozen=True)
 class Outcome:
+    """What one attempt gave. `final` stops the retries at once: retrying cannot help (a
+    destination the outbound policy refuses) until an operator changes something."""
+
     kind: OutcomeKind
     detail: str = ""
     response_status: int | None = None
+    final: bool = False
 
 
 @dataclass
@@ -167,9 +172,11 @@ def post_webhook(
     event_type: str,
     delivery_id: int,
     now: float | None = None,
+    outbound: OutboundPolicy | None = None,
 ) -> Outcome:
     """POST the JSON payload, signed. 2xx delivered; 410 Gone permanent (the receiver says
-    stop); anything else, timeouts included, temporary."""
+    stop); anything else, timeouts included, temporary. A destination that `outbound`
+    (default: public addresses only) refuses is a final technical failure, never sent."""
     body = webhook_body(payload)
     timestamp = int(now if now is not None else time.time())
     headers = {
@@ -181,13 +188,14 @@ def post_webhook(
         SIGNATURE_HEADER: sign(secret, timestamp, body),
     }
     try:
-        response = httpx.post(
-            url,
-            content=body,
-            headers=headers,
+        with guarded_client(
+            outbound or OutboundPolicy(),
             timeout=WEBHOOK_TIMEOUT_SECONDS,
             follow_redirects=False,
-        )
+        ) as client:
+            response = client.post(url, content=body, headers=headers)
+    except OutboundRefused as refused:
+        return Outcome("technical", f"refused: {refused}"[:1000], final=True)
     except httpx.HTTPError as error:
         return Outcome("temporary", f"{type(error).__name__}: {error}"[:1000])
     if 200 <= response.status_code < 300:

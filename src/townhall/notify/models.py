@@ -50,8 +50,9 @@ class NotifyTemplate(Base):
 
 class NotifySubscription(Base):
     """Who wants to hear about what. `topic` is `request:<CODE>`, `area:<district>:<service
-    code or *>`, `office:<organization slug>` or `*` (webhooks only). `token` is the secret of
-    the one-click unsubscribe link."""
+    code or *>`, `office:<organization slug>` (its requests), `office-status:<location slug>`
+    (its live status) or `*` (webhooks only). `token` is the secret of the one-click
+    unsubscribe link."""
 
     __tablename__ = "notify_subscriptions"
     __table_args__ = (Index("ix_notify_subscriptions_topic_active", "topic", "active"),)

@@ -16,7 +16,8 @@ class WebhookCreate(StrictInput):
         "*",
         max_length=200,
         description="`*` (every event), `area:<district>:<service code or *>`, "
-        "`office:<slug>` or `request:<tracking code>`",
+        "`office:<organization slug>` (its requests), `office-status:<office slug>` (its live "
+        "status) or `request:<tracking code>`",
     )
     secret: str | None = Field(
         None, min_length=16, max_length=200, description="HMAC key; generated when left out"

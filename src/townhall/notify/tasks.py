@@ -20,6 +20,7 @@ from townhall.db import unit_of_work, utcnow
 from townhall.jobs import JobFailure, job
 from townhall.notify import actions, delivery, queries
 from townhall.notify.models import NotifyMessage, NotifySubscription
+from townhall.outbound import OutboundPolicy
 
 if TYPE_CHECKING:
     from townhall.runtime import Runtime
@@ -89,13 +90,14 @@ def _record(
                 if subscription is not None and subscription.active:
                     subscription.active = False
                     subscription.unsubscribed_at = now
-        elif message.attempts < policy.max_attempts:
+        elif message.attempts < policy.max_attempts and not outcome.final:
             retry_in = policy.delay_after(message.attempts)
             message.status = "temporary-failure"
             message.next_attempt_at = now + timedelta(seconds=retry_in)
         else:
             # Out of attempts. A recipient that kept answering 4xx stays temporary-failure
             # (Notify's final "inbox full"); our own breakage is a technical failure.
+            # A final outcome (a refused destination) skips the remaining attempts.
             recipient_side = outcome.kind == "temporary" and message.channel == "email"
             message.status = "temporary-failure" if recipient_side else "technical-failure"
             message.next_attempt_at = None
@@ -188,6 +190,7 @@ def deliver_webhook(runtime: Runtime, message_id: int) -> str:
         payload=payload,
         event_type=event_type or "event",
         delivery_id=message_id,
+        outbound=OutboundPolicy.from_settings(runtime.settings),
     )
     _record(runtime, message_id, outcome, delivery.WEBHOOK_RETRY, actions.DELIVER_WEBHOOK)
     return outcome.kind

@@ -28,6 +28,8 @@ def _topic_label(topic: str) -> str:
         return f"new requests in {district}" + ("" if service == "*" else f" ({service})")
     if kind == "office":
         return f"the office {rest}"
+    if kind == "office-status":
+        return f"the live status of the office {rest}"
     return "every event"
 
 

@@ -56,6 +56,23 @@ def run_due_pipelines(runtime: Runtime) -> list[int]:
     return due
 
 
+@job("publishing.publish_demo_datasets", retries=1, retry_delay=60)
+def publish_demo_datasets(runtime: Runtime) -> list[str]:
+    """The demo city's operational open data, queued by the demo seed once it has committed
+    (`townhall serve --demo` serves at once; the datasets follow about a minute later).
+    Progress is logged step by step; a final failure is kept as the job's failure record
+    (`JobQueue.failures()`). Safe to run again: it makes new versions, nothing else."""
+    from townhall.demo.seed import DEMO_ADMIN_EMAIL
+    from townhall.publishing.demo import publish_operational_datasets
+
+    def on_step(description: str, done: int, total: int) -> None:
+        log.info("demo open data %d/%d: %s", done, total, description)
+
+    slugs = publish_operational_datasets(runtime, steward_email=DEMO_ADMIN_EMAIL, on_step=on_step)
+    log.info("demo open data published: %s", ", ".join(slugs))
+    return slugs
+
+
 def check_every(_settings: Settings) -> timedelta | None:
     return CHECK_EVERY
 

@@ -14,10 +14,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from townhall.accounts import actions as accounts_actions
+from townhall.accounts import queries as accounts_queries
 from townhall.actor import Actor
 from townhall.audit.actions import record
 from townhall.db import after_commit, unit_of_work, utcnow
@@ -94,7 +96,11 @@ def start_lockdown(
     elif message:
         lockdown.message = message
     tokens = _revoke_all_tokens(session, actor) if revoke_tokens else 0
-    sessions = _end_all_sessions(session) if end_sessions else 0
+    sessions = (
+        accounts_actions.end_all_sessions(session, actor=actor, reason="lockdown")
+        if end_sessions
+        else 0
+    )
     lockdown.tokens_revoked += tokens
     lockdown.sessions_ended += sessions
     record(
@@ -139,27 +145,12 @@ def end_lockdown(
 
 
 def _revoke_all_tokens(session: Session, actor: Actor) -> int:
-    from townhall.accounts import actions as accounts_actions
-    from townhall.accounts import queries as accounts_queries
-
     revoked = 0
     for token in accounts_queries.list_tokens(session):
         if token.revoked_at is None:
             accounts_actions.revoke_api_token(session, actor=actor, token_id=token.id)
             revoked += 1
     return revoked
-
-
-def _end_all_sessions(session: Session) -> int:
-    # One UPDATE rather than one action per session: there may be thousands, and the
-    # lockdown's own audit entry records how many ended.
-    # TODO(accounts): move into accounts.actions as `end_every_web_session`.
-    from townhall.accounts.models import WebSession
-
-    result = session.execute(
-        update(WebSession).where(WebSession.ended_at.is_(None)).values(ended_at=utcnow())
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 class LockdownCache:

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from townhall.errors import TownhallError
+from townhall.errors import TownhallError, render_error
 from townhall.recovery.lockdown import LockdownCache, LockdownState
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -105,20 +105,16 @@ def _caller_is_admin(request: Request) -> bool | TownhallError:
 
 
 def _error(request: Request, error: TownhallError) -> Any:
-    from townhall.errors import _render_or_json
-
-    return _render_or_json(
+    return render_error(
         request, error.status, error.code, error.message, error.errors, error.headers
     )
 
 
 def _refusal(request: Request, state: LockdownState) -> Any:
-    # errors._render_or_json picks the API's own error shape (native, CKAN, Open311) or the
-    # HTML error page, exactly as for any other refused request.
-    from townhall.errors import _render_or_json
-
+    # render_error picks the API's own error shape (native, CKAN, Open311) or the HTML error
+    # page, exactly as for any other refused request.
     notice = state.notice or {}
-    return _render_or_json(
+    return render_error(
         request,
         503,
         "read_only_mode",

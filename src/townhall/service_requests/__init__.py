@@ -6,12 +6,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+SERVICE_REQUESTS_DIR = Path(__file__).parent
+# Not under /static: the web shell's mount there would shadow a nested one.
+STATIC_PREFIX = "/requests-assets"
 
 
 def register(app: FastAPI) -> None:
     from townhall.service_requests import api, views
     from townhall.web import add_template_dir
 
-    add_template_dir(app, Path(__file__).parent / "templates")
+    add_template_dir(app, SERVICE_REQUESTS_DIR / "templates")
+    app.mount(
+        STATIC_PREFIX,
+        StaticFiles(directory=SERVICE_REQUESTS_DIR / "static"),
+        name="requests-static",
+    )
+    api.include_first(app, api.status_router)  # the busiest read: matched before all else
     app.include_router(api.router)
     app.include_router(views.router)

@@ -4,13 +4,29 @@ nearby duplicates, history. No query commits or writes."""
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    case,
+    cast,
+    func,
+    null,
+    or_,
+    select,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session, aliased, joinedload
 
+from townhall.accounts.models import Organization
 from townhall.service_requests.lifecycle import OPEN_SUB_STATUSES
 from townhall.service_requests.models import (
     RequestAttachment,
@@ -20,9 +36,12 @@ from townhall.service_requests.models import (
     ResponseTemplate,
     ServiceRequest,
 )
+from townhall.sqltime import local_day, local_week, median, seconds_between
 
 EARTH_RADIUS_M = 6_371_000.0
 QUEUE_SORTS = ("queue", "newest", "oldest", "updated")
+# Updates anyone may see even without a public note: the status line of a request's history.
+PUBLIC_UPDATE_KINDS = frozenset({"created", "status", "merge"})
 
 
 def normalise_code(code: str) -> str:
@@ -58,6 +77,140 @@ def request_by_submission_token(session: Session, token: str) -> ServiceRequest 
     return session.scalar(
         select(ServiceRequest).where(ServiceRequest.submission_token == token.strip())
     )
+
+
+# Status lookups: the busiest public read (residents polling their request, Open311 clients).
+# One indexed query of columns joins the request type, the office and the original of a
+# duplicate (loading `ServiceRequest` and its relationships lazily took four queries), and it
+# runs as SQL compiled once (see `CompiledRead`).
+_Duplicate = aliased(ServiceRequest)
+_STATUS_COLUMNS = (
+    ServiceRequest.id,
+    ServiceRequest.tracking_code,
+    ServiceRequest.status,
+    ServiceRequest.sub_status,
+    ServiceRequest.status_notes,
+    ServiceRequest.public_description,
+    ServiceRequest.district_code,
+    ServiceRequest.address,
+    ServiceRequest.address_id,
+    ServiceRequest.zipcode,
+    ServiceRequest.lat,
+    ServiceRequest.long,
+    ServiceRequest.media_url,
+    ServiceRequest.requested_at,
+    ServiceRequest.updated_at,
+    ServiceRequest.expected_at,
+    ServiceRequest.closed_at,
+    ServiceRequest.hidden,
+    RequestService.code.label("service_code"),
+    RequestService.name.label("service_name"),
+    RequestService.service_notice,
+    Organization.name.label("agency_responsible"),
+    _Duplicate.tracking_code.label("duplicate_of"),
+    select(func.min(RequestAttachment.id))
+    .where(
+        RequestAttachment.request_id == ServiceRequest.id,
+        RequestAttachment.is_public.is_(True),
+    )
+    .correlate(ServiceRequest)
+    .scalar_subquery()
+    .label("media_attachment_id"),
+)
+
+
+class CompiledRead:
+    """A SELECT compiled once per database dialect and run on a DBAPI connection, its values
+    passed through the columns' own result processing (so datetimes come back aware, in UTC,
+    on both backends, as through the ORM).
+
+    For the busiest public reads only. SQLAlchemy's per-execution work (cache key, execution
+    context, result metadata) costs about ten times the SQLite query itself: 0.45-0.6 ms
+    against 0.05 ms for a status lookup and its notes, measured here.
+    """
+
+    def __init__(self, statement: Select[Any], name: str) -> None:
+        self.statement = statement
+        self.row_type = namedtuple(name, [c.key for c in statement.selected_columns])  # type: ignore[misc]
+        self._sql: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        self._processors: dict[str, list[Any]] = {}
+
+    def _compiled(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+        found = self._sql.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            found = self._sql[dialect.name] = (str(compiled), order)
+        return found
+
+    def _processors_for(self, dialect: Dialect, description: Any) -> list[Any]:
+        """Each column's result processor; some drivers' depend on the type the database
+        reports (psycopg's numbers), so they are built from the first cursor's description."""
+        found = self._processors.get(dialect.name)
+        if found is None:
+            found = self._processors[dialect.name] = [
+                c.type.dialect_impl(dialect).result_processor(dialect, d[1])
+                for c, d in zip(self.statement.selected_columns, description, strict=True)
+            ]
+        return found
+
+    def all(self, connection: Any, dialect: Dialect, **params: Any) -> list[Any]:
+        """Rows as named tuples; `connection` is a DBAPI connection (no commit happens)."""
+        sql, order = self._compiled(dialect)
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql, tuple(params[k] for k in order) if order is not None else params)
+            rows = cursor.fetchall()
+            processors = self._processors_for(dialect, cursor.description)
+        finally:
+            cursor.close()
+        make = self.row_type._make
+        return [
+            make(
+                [
+                    v if p is None or v is None else p(v)
+                    for p, v in zip(processors, row, strict=True)
+                ]
+            )
+            for row in rows
+        ]
+
+
+_STATUS = CompiledRead(
+    select(*_STATUS_COLUMNS)
+    .join(RequestService, RequestService.id == ServiceRequest.service_id)
+    .outerjoin(Organization, Organization.id == ServiceRequest.organization_id)
+    .outerjoin(_Duplicate, _Duplicate.id == ServiceRequest.duplicate_of_id)
+    .where(ServiceRequest.tracking_code == bindparam("tracking_code")),
+    "RequestStatus",
+)
+_NOTES = CompiledRead(
+    select(
+        RequestUpdate.at, RequestUpdate.kind, RequestUpdate.to_sub_status,
+        RequestUpdate.public_note,
+    )
+    .where(RequestUpdate.request_id == bindparam("request_id"))
+    .order_by(RequestUpdate.at, RequestUpdate.id),
+    "PublicNote",
+)  # fmt: skip
+
+
+def request_status(connection: Any, dialect: Dialect, tracking_code: str) -> Any | None:
+    """The public columns of one request by tracking code (a named tuple), or None.
+
+    `connection` is a DBAPI connection (`engine.raw_connection()`). Hidden requests are
+    returned too (`hidden` says so): the caller decides what "not found" means.
+    `media_attachment_id` is the first public attachment (Open311's `media_url`).
+    """
+    rows = _STATUS.all(connection, dialect, tracking_code=normalise_code(tracking_code))
+    return rows[0] if rows else None
+
+
+def public_notes(connection: Any, dialect: Dialect, request_id: int) -> list[Any]:
+    """`history(public_only=True)` as named tuples of (at, kind, to_sub_status, public_note),
+    on a DBAPI connection like `request_status`."""
+    rows = _NOTES.all(connection, dialect, request_id=request_id)
+    return [r for r in rows if r.kind in PUBLIC_UPDATE_KINDS or (r.public_note or "").strip()]
 
 
 @dataclass
@@ -248,9 +401,7 @@ def history(session: Session, request_id: int, *, public_only: bool) -> list[Req
     updates = list(session.scalars(query))
     if public_only:
         return [
-            u
-            for u in updates
-            if u.kind in ("created", "status", "merge") or (u.public_note or "").strip()
+            u for u in updates if u.kind in PUBLIC_UPDATE_KINDS or (u.public_note or "").strip()
         ]
     return updates
 
@@ -374,3 +525,210 @@ def district_codes(session: Session) -> list[str]:
         )
         if code
     ]
+
+
+# --- aggregates for the insights slice (GROUP BY in SQL; small results) -------------------------
+
+AGE_BUCKETS = ("under 1 day", "1-7 days", "7-30 days", "over 30 days")
+
+
+def backlog_counts(
+    session: Session, *, now: datetime, at_risk_within: timedelta
+) -> list[dict[str, Any]]:
+    """Open, visible requests counted by service, office, sub-status, age bucket and SLA state.
+
+    SLA state: `breached` (past `expected_at`, or paused after it), `paused` (waiting for the
+    resident, still in time), `at_risk` (due within `at_risk_within`), `on_time`, or `no_sla`.
+    """
+    age = case(
+        (ServiceRequest.requested_at >= now - timedelta(days=1), AGE_BUCKETS[0]),
+        (ServiceRequest.requested_at >= now - timedelta(days=7), AGE_BUCKETS[1]),
+        (ServiceRequest.requested_at >= now - timedelta(days=30), AGE_BUCKETS[2]),
+        else_=AGE_BUCKETS[3],
+    ).label("age")
+    sla = case(
+        (ServiceRequest.expected_at.is_(None), "no_sla"),
+        (
+            ServiceRequest.sla_paused_at.is_not(None)
+            & (ServiceRequest.sla_paused_at > ServiceRequest.expected_at),
+            "breached",
+        ),
+        (ServiceRequest.sla_paused_at.is_not(None), "paused"),
+        (ServiceRequest.expected_at < now, "breached"),
+        (ServiceRequest.expected_at < now + at_risk_within, "at_risk"),
+        else_="on_time",
+    ).label("sla")
+    query = (
+        select(
+            RequestService.code,
+            RequestService.name,
+            ServiceRequest.organization_id,
+            ServiceRequest.sub_status,
+            age,
+            sla,
+            func.count().label("n"),
+        )
+        .join(ServiceRequest.service)
+        .where(ServiceRequest.status == "open", ServiceRequest.hidden.is_(False))
+        .group_by(
+            RequestService.code,
+            RequestService.name,
+            ServiceRequest.organization_id,
+            ServiceRequest.sub_status,
+            age,
+            sla,
+        )
+    )
+    keys = ("service", "service_name", "organization_id", "sub_status", "age", "sla", "count")
+    return [dict(zip(keys, row, strict=True)) for row in session.execute(query)]
+
+
+def daily_request_counts(
+    session: Session, *, start: datetime, end: datetime, zone: str, by: str | None = None
+) -> list[tuple[str, str | None, int]]:
+    """(local day 'YYYY-MM-DD', key, requests) submitted in [start, end), visible ones only.
+    `by` is None (key None), "service" (the service code) or "district" (the district code)."""
+    day = local_day(session, ServiceRequest.requested_at, zone, start, end).label("day")
+    key: Any = cast(null(), String)
+    query = select(day)
+    if by == "service":
+        key = RequestService.code
+        query = query.join_from(ServiceRequest, RequestService)
+    elif by == "district":
+        key = ServiceRequest.district_code
+    elif by is not None:
+        raise ValueError(f"unknown grouping {by!r}")
+    query = (
+        query.add_columns(key.label("key"), func.count())
+        .select_from(ServiceRequest)
+        .where(
+            ServiceRequest.requested_at >= start,
+            ServiceRequest.requested_at < end,
+            ServiceRequest.hidden.is_(False),
+        )
+        .group_by(day, key)
+    )
+    return [(str(d), k, int(n)) for d, k, n in session.execute(query)]
+
+
+def latest_request_at(session: Session) -> datetime | None:
+    return session.scalar(
+        select(func.max(ServiceRequest.requested_at)).where(ServiceRequest.hidden.is_(False))
+    )
+
+
+def closed_work(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    zone: str,
+    by_user: bool,
+    by_week: bool,
+    with_median: bool = True,
+) -> list[dict[str, Any]]:
+    """Requests resolved in [start, end) per office, and per assignee (`by_user`) and local
+    ISO week (`by_week`, its Monday as 'YYYY-MM-DD'), with the median hours from submission
+    to closing (None without `with_median`, which saves its cost). Keys not grouped by are
+    None; unassigned requests have `user_id` None."""
+    week: Any = (
+        local_week(session, ServiceRequest.closed_at, zone, start, end)
+        if by_week
+        else cast(null(), String)
+    )
+    user: Any = ServiceRequest.assigned_user_id if by_user else cast(null(), Integer)
+    hours = seconds_between(session, ServiceRequest.requested_at, ServiceRequest.closed_at) / 3600
+    query = (
+        select(
+            user.label("user_id"),
+            ServiceRequest.organization_id,
+            week.label("week"),
+            func.count(),
+            median(session, hours) if with_median else cast(null(), Float),
+        )
+        .where(
+            ServiceRequest.closed_at >= start,
+            ServiceRequest.closed_at < end,
+            ServiceRequest.hidden.is_(False),
+            # Duplicates and rejections are closed in a click; they are not resolved work.
+            ServiceRequest.sub_status.in_(("resolved", "closed_not_fixed")),
+        )
+        .group_by(user, ServiceRequest.organization_id, week)
+    )
+    keys = ("user_id", "organization_id", "week", "closed", "median_hours")
+    return [dict(zip(keys, row, strict=True)) for row in session.execute(query)]
+
+
+def resolution_summary(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    by: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per district (`by="district"`), per service (`by="service"`) or overall (None), for the
+    requests submitted in [start, end): how many, the median hours to close (closed ones), how
+    many had an SLA and how many of those breached it (closed late, or open and overdue at
+    `now`)."""
+    hours = seconds_between(session, ServiceRequest.requested_at, ServiceRequest.closed_at) / 3600
+    breached = case(
+        (ServiceRequest.expected_at.is_(None), 0),
+        (
+            ServiceRequest.closed_at.is_not(None),
+            case((ServiceRequest.closed_at > ServiceRequest.expected_at, 1), else_=0),
+        ),
+        (
+            ServiceRequest.sla_paused_at.is_not(None),
+            case((ServiceRequest.sla_paused_at > ServiceRequest.expected_at, 1), else_=0),
+        ),
+        (ServiceRequest.expected_at < now, 1),
+        else_=0,
+    )
+    key: Any
+    if by == "district":
+        key = ServiceRequest.district_code
+    elif by == "service":
+        key = RequestService.code
+    elif by is None:
+        key = cast(null(), String)
+    else:
+        raise ValueError(f"unknown grouping {by!r}")
+    query = (
+        select(
+            key.label("key"),
+            func.count(),
+            median(session, hours),
+            func.count(ServiceRequest.expected_at),
+            func.sum(breached),
+        )
+        .select_from(ServiceRequest)
+        .join(ServiceRequest.service)
+        .where(
+            ServiceRequest.requested_at >= start,
+            ServiceRequest.requested_at < end,
+            ServiceRequest.hidden.is_(False),
+            ServiceRequest.sub_status.not_in(("duplicate", "rejected")),
+        )
+        .group_by(key)
+    )
+    keys = ("key", "requests", "median_hours", "with_sla", "breached")
+    return [dict(zip(keys, row, strict=True)) for row in session.execute(query)]
+
+
+def triage_examples(session: Session, *, limit: int) -> list[tuple[str, str, int]]:
+    """(public description, service code, priority) of the most recent visible requests with
+    a description: what the triage model learns from. The scrubbed public text, never the
+    resident's own words, so a model cannot memorise personal data."""
+    query = (
+        select(ServiceRequest.public_description, RequestService.code, ServiceRequest.priority)
+        .join(ServiceRequest.service)
+        .where(
+            ServiceRequest.hidden.is_(False),
+            ServiceRequest.public_description != "",
+            ServiceRequest.sub_status.not_in(("duplicate", "rejected")),
+        )
+        .order_by(ServiceRequest.requested_at.desc())
+        .limit(limit)
+    )
+    return [(text_, code, int(priority)) for text_, code, priority in session.execute(query)]

@@ -630,6 +630,12 @@ def _render_manage(
             else [],
             "done": done,
             "error": error,
+            # Set by the insights slice when it is installed; None: no model on this node.
+            "triage": (
+                request.app.state.triage_suggestion(db, found.public_description or "")
+                if getattr(request.app.state, "triage_suggestion", None)
+                else None
+            ),
         },
         status_code=200 if error is None else (400 if error.status == 422 else error.status),
         actor=actor,

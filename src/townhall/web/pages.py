@@ -15,6 +15,7 @@ NAVIGATION: list[tuple[str, str, str | None]] = [
     ("Data", "/datasets", None),
     ("Services", "/services", None),
     ("Requests", "/requests", None),
+    ("Insights", "/insights", "insights:read"),
     ("Governance", "/governance", "governance:read"),
     ("Admin", "/admin", "users:read"),
 ]

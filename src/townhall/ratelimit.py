@@ -1,0 +1,256 @@
+"""Request rate limits: named policies, counted per API token, logged-in user or address.
+
+A fixed window per key: the first request of a key opens a window of the policy's length, and
+every request inside it counts; over the limit, the caller gets 429 with `Retry-After` (the
+seconds left in the window), in the error shape of the API it called. Two backends:
+
+- memory (default): a dict per process. Each node counts on its own, and a restart forgets.
+- Redis (when `redis_url` is set): one counter per key shared by every node, made atomic by a
+  Lua script (`INCR`, then `PEXPIRE` on the first hit), so two nodes never both let the last
+  request through.
+
+The limits are a shield against floods, not the record: the hourly submission limit that must
+survive restarts stays in the database (`service_requests.actions`). When Redis is unreachable
+the limiter lets requests through and logs it: an outage of the counter must not take the
+portal down with it.
+
+Enforcement happens where the caller is known (`accounts.auth.current_actor`, and the Open311
+api_key check), so that staff with `rate_limit_exempt_permission` skip it and a token is
+counted as itself wherever it calls from.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from townhall.config import RATE_PATTERN
+from townhall.errors import TownhallError
+
+if TYPE_CHECKING:
+    from fastapi import Request
+    from redis import Redis
+
+    from townhall.actor import Actor
+    from townhall.config import Settings
+
+log = logging.getLogger(__name__)
+
+PERIODS: dict[str, int] = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+# Each policy and the setting that holds its limit (docs/configuration.md describes them).
+POLICIES: dict[str, str] = {
+    "sql": "rate_limit_sql",
+    "reads": "rate_limit_reads",
+    "login": "rate_limit_login",
+    "submissions": "rate_limit_submissions",
+    "messages": "rate_limit_messages",
+    "writes": "rate_limit_writes",
+}
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SQL_PATHS = re.compile(
+    r"^(/api/v1/sql(/download\.[a-z]+)?|/api/v1/datasets/[^/]+/sql"
+    r"|/api(/3)?/action/datastore_search_sql)/?$"
+)
+_CKAN_ACTION = re.compile(r"^/api(/3)?/action/(?P<name>[A-Za-z0-9_]+)/?$")
+_SUBMISSION_PATHS = re.compile(r"^(/api/v1/requests|/requests/new|/open311/v2/requests\.[a-z]+)/?$")
+_MESSAGE_SUFFIXES = ("/messages", "/replies")
+# Reads that are limited at all: the data and service APIs (pages and assets are not).
+_API_PREFIXES = ("/api/", "/open311/", "/hsds/")
+
+
+def parse_rate(value: str) -> tuple[int, int]:
+    """`"30/minute"` -> `(30, 60)`: requests allowed and window length in seconds.
+
+    Raises ValueError on anything else (the settings refuse such values before this runs).
+    """
+    if not re.match(RATE_PATTERN, value):
+        raise ValueError(f"{value!r} is not N/second, N/minute, N/hour or N/day")
+    count, _, period = value.partition("/")
+    return int(count), PERIODS[period]
+
+
+def policy_for(method: str, path: str) -> str | None:
+    """The policy that counts a request, or None for requests that are not limited."""
+    method = method.upper()
+    if path == "/login":
+        return "login" if method == "POST" else None
+    if _SQL_PATHS.match(path):
+        return "sql"
+    ckan = _CKAN_ACTION.match(path)
+    if ckan is not None:
+        return "writes" if _is_ckan_write(ckan["name"]) else "reads"
+    if method in SAFE_METHODS:
+        return "reads" if path.startswith(_API_PREFIXES) else None
+    if _SUBMISSION_PATHS.match(path):
+        return "submissions"
+    if path.rstrip("/").endswith(_MESSAGE_SUFFIXES):
+        return "messages"
+    return "writes"
+
+
+def _is_ckan_write(name: str) -> bool:
+    """CKAN clients POST reads too (package_search): its registry says which actions write."""
+    try:
+        from townhall.compat.ckan import ACTIONS
+    except ImportError:  # no CKAN slice
+        return False
+    spec = ACTIONS.get(name)
+    return spec is not None and spec.write
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    count: int
+    limit: int
+    retry_after: int  # whole seconds until the window ends (at least 1)
+
+
+class Backend(Protocol):
+    def hit(self, key: str, limit: int, window_seconds: int) -> Decision: ...
+
+
+class MemoryBackend:
+    """Per-process counters. Thread-safe: sync routes run in a thread pool."""
+
+    SWEEP_ABOVE = 10_000  # keys kept before expired ones are swept out
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._windows: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def hit(self, key: str, limit: int, window_seconds: int) -> Decision:
+        now = self._clock()
+        with self._lock:
+            count, ends = self._windows.get(key, (0, 0.0))
+            if ends <= now:
+                count, ends = 0, now + window_seconds
+            count += 1
+            self._windows[key] = (count, ends)
+            if len(self._windows) > self.SWEEP_ABOVE:
+                self._windows = {k: v for k, v in self._windows.items() if v[1] > now}
+        return Decision(count <= limit, count, limit, max(1, math.ceil(ends - now)))
+
+
+# KEYS[1] the counter, ARGV[1] the window in ms. Returns {count, ms left}. A key that somehow
+# lost its expiry (PTTL -1) gets one again, so it can never block a caller for ever.
+_HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+
+class RedisBackend:
+    """Counters in Redis, shared by every node that uses the same URL and prefix."""
+
+    def __init__(self, client: Redis, *, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._script = client.register_script(_HIT_SCRIPT)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str) -> RedisBackend:
+        from redis import Redis
+
+        # Short timeouts: a slow Redis must not hold every request hostage.
+        client = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        return cls(client, prefix=prefix)
+
+    def hit(self, key: str, limit: int, window_seconds: int) -> Decision:
+        count, ttl_ms = self._script(keys=[self._prefix + key], args=[window_seconds * 1000])
+        count, ttl_ms = int(count), int(ttl_ms)
+        return Decision(count <= limit, count, limit, max(1, math.ceil(ttl_ms / 1000)))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class RateLimiter:
+    """The policies of one installation over one backend."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        limits: dict[str, tuple[int, int]],
+        *,
+        exempt_permission: str | None = None,
+    ) -> None:
+        self.backend = backend
+        self.limits = limits
+        self.exempt_permission = exempt_permission
+        self._last_failure_log = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter | None:
+        """None when `rate_limits_enabled` is off; Redis when `redis_url` is set."""
+        if not settings.rate_limits_enabled:
+            return None
+        limits = {name: parse_rate(getattr(settings, field)) for name, field in POLICIES.items()}
+        backend: Backend
+        if settings.redis_url:
+            backend = RedisBackend.from_url(
+                settings.redis_url, prefix=settings.rate_limit_redis_prefix
+            )
+        else:
+            backend = MemoryBackend()
+        return cls(backend, limits, exempt_permission=settings.rate_limit_exempt_permission)
+
+    def check(self, policy: str, subject: str) -> Decision:
+        """Count one request of `subject` (`token:12`, `ip:192.0.2.1`) under `policy`."""
+        limit, window = self.limits[policy]
+        try:
+            return self.backend.hit(f"{policy}:{subject}", limit, window)
+        except Exception as error:  # Redis down, timed out, or refusing: let the request in
+            now = time.monotonic()
+            if now - self._last_failure_log > 60:
+                self._last_failure_log = now
+                log.warning("rate limiter unavailable, not limiting: %s", error)
+            return Decision(True, 0, limit, 1)
+
+    def enforce(self, request: Request, actor: Actor) -> None:
+        """Count the request; raise 429 with `Retry-After` when its policy's limit is passed."""
+        policy = policy_for(request.method, request.url.path)
+        if policy is None or actor.via in ("system", "cli"):
+            return
+        if self.exempt_permission and actor.can(self.exempt_permission):
+            return
+        if actor.token_id is not None:
+            subject = f"token:{actor.token_id}"
+        elif actor.user_id is not None:  # a web session: colleagues share an office's address
+            subject = f"user:{actor.user_id}"
+        else:
+            subject = f"ip:{request.client.host if request.client else 'unknown'}"
+        decision = self.check(policy, subject)
+        if decision.allowed:
+            return
+        _, window = self.limits[policy]
+        period = next(name for name, seconds in PERIODS.items() if seconds == window)
+        raise TownhallError(
+            429,
+            "too_many_requests",
+            f"Too many {policy} requests: at most {decision.limit} per {period}. "
+            f"Try again in {decision.retry_after} s.",
+            headers={"Retry-After": str(decision.retry_after)},
+        )
+
+
+def enforce(request: Request, actor: Actor) -> None:
+    """Apply the app's limiter (if any) to this request and its resolved caller."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        limiter.enforce(request, actor)

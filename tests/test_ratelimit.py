@@ -1,0 +1,251 @@
+"""Rate limits: both backends count and expire, and every API answers 429 with Retry-After.
+
+The Redis tests use a real Redis with a key prefix of their own, so parallel runs never share
+counters.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from townhall.app import create_app
+from townhall.config import Settings
+from townhall.ratelimit import MemoryBackend, RateLimiter, RedisBackend, parse_rate, policy_for
+
+from .conftest import REDIS_URL, auth, csrf_from, make_account
+from .test_jobs import redis_available
+
+
+class FakeClock:
+    """Time that moves only when told to: the window's expiry is tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    if not redis_available():
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    prefix = f"townhall-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+def test_parse_rate() -> None:
+    assert parse_rate("30/minute") == (30, 60)
+    assert parse_rate("1/second") == (1, 1)
+    assert parse_rate("5/day") == (5, 86400)
+    for bad in ("0/minute", "ten/minute", "5/week", "5"):
+        with pytest.raises(ValueError, match="is not N/"):
+            parse_rate(bad)
+
+
+def test_settings_refuse_a_malformed_limit() -> None:
+    with pytest.raises(ValueError, match="rate_limit_sql"):
+        Settings(rate_limit_sql="lots")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "policy"),
+    [
+        ("GET", "/api/v1/datasets/trees/sql", "sql"),
+        ("POST", "/api/v1/sql", "sql"),
+        ("GET", "/api/v1/sql/download.csv", "sql"),
+        ("POST", "/api/3/action/datastore_search_sql", "sql"),
+        ("GET", "/api/action/datastore_search_sql", "sql"),
+        ("POST", "/api/3/action/package_search", "reads"),
+        ("POST", "/api/3/action/package_update", "writes"),
+        ("POST", "/api/3/action/resource_create", "writes"),
+        ("GET", "/api/v1/datasets", "reads"),
+        ("GET", "/open311/v2/requests.json", "reads"),
+        ("POST", "/login", "login"),
+        ("GET", "/login", None),
+        ("GET", "/datasets", None),
+        ("POST", "/api/v1/requests", "submissions"),
+        ("POST", "/requests/new", "submissions"),
+        ("POST", "/open311/v2/requests.xml", "submissions"),
+        ("POST", "/requests/SR-ABCD1234/messages", "messages"),
+        ("POST", "/api/v1/requests/SR-ABCD1234/replies", "messages"),
+        ("PATCH", "/api/v1/datasets/trees", "writes"),
+        ("POST", "/api/v1/requests/SR-ABCD1234/transitions", "writes"),
+    ],
+)
+def test_policy_for(method: str, path: str, policy: str | None) -> None:
+    assert policy_for(method, path) == policy
+
+
+def test_memory_backend_counts_then_resets_when_the_window_ends() -> None:
+    clock = FakeClock()
+    backend = MemoryBackend(clock)
+    decisions = [backend.hit("sql:ip:1", 3, 60) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert decisions[-1].retry_after == 60
+    clock.now += 45
+    assert backend.hit("sql:ip:1", 3, 60).retry_after == 15
+    assert backend.hit("sql:ip:2", 3, 60).allowed  # another caller has its own count
+    clock.now += 16
+    assert backend.hit("sql:ip:1", 3, 60).allowed
+
+
+def test_memory_backend_sweeps_expired_keys() -> None:
+    clock = FakeClock()
+    backend = MemoryBackend(clock)
+    backend.SWEEP_ABOVE = 5
+    for number in range(5):
+        backend.hit(f"reads:ip:{number}", 10, 1)
+    clock.now += 2
+    backend.hit("reads:ip:new", 10, 1)
+    assert list(backend._windows) == ["reads:ip:new"]
+
+
+def test_redis_backend_is_shared_and_expires(redis_prefix: str) -> None:
+    one = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    two = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)  # a second node
+    try:
+        assert [one.hit("sql:token:7", 2, 60).allowed for _ in range(2)] == [True, True]
+        refused = two.hit("sql:token:7", 2, 60)
+        assert not refused.allowed
+        assert refused.count == 3
+        assert 1 <= refused.retry_after <= 60
+        assert two.hit("sql:token:8", 2, 60).allowed
+        ttl = redis.Redis.from_url(REDIS_URL).pttl(f"{redis_prefix}sql:token:7")
+        assert 0 < ttl <= 60_000
+    finally:
+        one.close()
+        two.close()
+
+
+def test_redis_backend_window_ends(redis_prefix: str) -> None:
+    backend = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    try:
+        assert backend.hit("login:ip:1", 1, 1).allowed
+        assert not backend.hit("login:ip:1", 1, 1).allowed
+        redis.Redis.from_url(REDIS_URL).pexpire(f"{redis_prefix}login:ip:1", 1)
+        time.sleep(0.05)
+        assert backend.hit("login:ip:1", 1, 1).allowed
+    finally:
+        backend.close()
+
+
+def test_unreachable_redis_lets_requests_through() -> None:
+    limiter = RateLimiter(
+        RedisBackend.from_url("redis://127.0.0.1:9/0", prefix="x:"), {"sql": (1, 60)}
+    )
+    assert limiter.check("sql", "ip:1").allowed
+    assert limiter.check("sql", "ip:1").allowed
+
+
+# Over HTTP ------------------------------------------------------------------------------------
+
+
+def _client(runtime, **limits: object) -> TestClient:
+    """An app over the test's runtime with some limits set low."""
+    return TestClient(create_app(runtime.settings.model_copy(update=limits), runtime=runtime))
+
+
+def test_native_api_answers_429_with_retry_after(runtime) -> None:
+    with _client(runtime, rate_limit_reads="3/minute") as client:
+        for _ in range(3):
+            assert client.get("/api/v1/datasets").status_code == 200
+        refused = client.get("/api/v1/datasets")
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    body = refused.json()
+    assert body["ok"] is False
+    assert body["code"] == "too_many_requests"
+    assert "at most 3 per minute" in body["message"]
+
+
+def test_sql_limit_counts_per_token_and_staff_are_exempt(runtime) -> None:
+    partner = make_account(runtime, "partner")
+    other = make_account(runtime, "partner")
+    staff = make_account(runtime, "staff")
+    with _client(runtime, rate_limit_sql="2/minute") as client:
+        sql = {"sql": "select 1"}
+        statuses = [
+            client.get("/api/v1/sql", params=sql, headers=auth(partner)).status_code
+            for _ in range(3)
+        ]
+        assert statuses[:2] != [429, 429]
+        assert statuses[2] == 429
+        # Another token from the same address has its own count.
+        assert client.get("/api/v1/sql", params=sql, headers=auth(other)).status_code != 429
+        for _ in range(5):
+            assert client.get("/api/v1/sql", params=sql, headers=auth(staff)).status_code != 429
+
+
+def test_ckan_answers_429_in_its_own_shape(runtime) -> None:
+    with _client(runtime, rate_limit_reads="1/minute") as client:
+        assert client.get("/api/3/action/package_list").status_code == 200
+        refused = client.post("/api/3/action/package_search", json={})
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"]
+    assert refused.json()["success"] is False
+    assert refused.json()["error"]["__type"] == "Too Many Requests"
+
+
+def test_open311_post_answers_429_in_its_own_shape(runtime) -> None:
+    partner = make_account(runtime, "partner")
+    form = {"api_key": partner.token, "service_code": "nope", "description": "x"}
+    with _client(runtime, rate_limit_submissions="2/minute") as client:
+        first = [client.post("/open311/v2/requests.json", data=form) for _ in range(2)]
+        refused = client.post("/open311/v2/requests.json", data=form)
+    assert [r.status_code for r in first] == [404, 404]  # unknown service, yet counted
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"]
+    assert refused.json()[0]["code"] == 429
+    assert "submissions" in refused.json()[0]["description"]
+
+
+def test_staff_token_submits_without_limit(runtime) -> None:
+    staff = make_account(runtime, "staff")
+    with _client(runtime, rate_limit_submissions="1/minute", rate_limit_writes="1/minute") as c:
+        statuses = [
+            c.post("/api/v1/requests", json={}, headers=auth(staff)).status_code for _ in range(4)
+        ]
+    assert 429 not in statuses
+    assert statuses == [422] * 4
+
+
+def test_login_form_gets_an_html_429(runtime) -> None:
+    with _client(runtime, rate_limit_login="2/minute") as client:
+        page = client.get("/login")
+        form = {"email": "nobody@city.example", "password": "x" * 12}
+        form["csrf_token"] = csrf_from(page.text)
+        for _ in range(2):
+            assert client.post("/login", data=form).status_code != 429
+        refused = client.post("/login", data=form, headers={"Accept": "text/html"})
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"]
+    assert refused.headers["content-type"].startswith("text/html")
+
+
+def test_limits_can_be_switched_off(runtime) -> None:
+    with _client(runtime, rate_limits_enabled=False, rate_limit_reads="1/minute") as client:
+        assert [client.get("/api/v1/datasets").status_code for _ in range(3)] == [200] * 3
+
+
+def test_two_nodes_share_redis_counters(runtime, redis_prefix: str) -> None:
+    limits = {
+        "redis_url": REDIS_URL,
+        "rate_limit_redis_prefix": redis_prefix,
+        "rate_limit_reads": "3/minute",
+    }
+    # Both apps share the test's runtime (its jobs and events stay in process); only the
+    # limiter reads redis_url from the app's settings.
+    with _client(runtime, **limits) as one, _client(runtime, **limits) as two:
+        statuses = [node.get("/api/v1/datasets").status_code for node in (one, two, one, two)]
+    assert statuses == [200, 200, 200, 429]

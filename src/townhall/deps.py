@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from townhall.config import Settings
@@ -14,7 +17,46 @@ from townhall.db import unit_of_work
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _db_session(request: Request) -> Iterator[Session]:
+_turns: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[int, bool], asyncio.Semaphore]
+] = weakref.WeakKeyDictionary()
+
+
+def _capacity(engine: Engine, *, writes: bool) -> int:
+    """How many requests can hold a unit of work at once without waiting inside a thread."""
+    if writes and engine.dialect.name == "sqlite":
+        return 1  # SQLite has one writer; the others would sit in worker threads on its lock
+    pool = engine.pool
+    size = getattr(pool, "size", None)
+    if not callable(size):
+        return 64
+    return max(1, size() + max(0, getattr(pool, "_max_overflow", 0)))
+
+
+async def _db_turn(request: Request) -> AsyncIterator[None]:
+    """Wait for a free connection on the event loop, before any worker thread is taken.
+
+    A unit of work holds its connection (on SQLite writes, the write lock) across several
+    thread hops: the caller's lookup, the route, the commit. Admitted beyond the pool's size,
+    requests filled the thread pool waiting on connections that their holders could not
+    release for want of a thread, and nothing moved until the 30 s timeouts (measured with 64
+    concurrent submissions). Admission here keeps holders few enough to always get a thread.
+    """
+    runtime = request.app.state.runtime
+    writes = request.method not in SAFE_METHODS
+    engine = runtime.engine if writes else runtime.read_engine
+    loop = asyncio.get_running_loop()
+    key = (id(engine), writes)
+    semaphores = _turns.setdefault(loop, {})
+    if key not in semaphores:
+        semaphores[key] = asyncio.Semaphore(_capacity(engine, writes=writes))
+    async with semaphores[key]:
+        yield
+
+
+def _db_session(
+    request: Request, _turn: Annotated[None, Depends(_db_turn, scope="function")]
+) -> Iterator[Session]:
     runtime = request.app.state.runtime
     if (
         request.method in SAFE_METHODS

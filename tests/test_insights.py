@@ -605,7 +605,3 @@ def test_dashboard_and_areas_pages_render_charts_with_tables(client, runtime, ci
     assert "<h1>Area indicators</h1>" in areas.text
     assert '<th scope="row">D1</th>' in areas.text
     assert client.get("/insights/areas", params={"days": 0}).status_code == 422
-    # A staff member has no Insights link; a manager has.
-    staff = make_account(runtime, "staff", orgs=["roads"])
-    login(client, staff.email)
-    assert 'href="/insights"' not in client.get("/").text

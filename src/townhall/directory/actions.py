@@ -1400,9 +1400,11 @@ def watch_office_status(
             and now - signal.wait_announced_at < WAIT_ALERT_MIN_INTERVAL
         ):
             kind = None  # not recorded either: told later if it still holds
-        signal.checked_at = now
-        signal.longest_wait_minutes = longest
         if kind is not None:
+            # Written only on news: a minute-by-minute watch would otherwise rewrite every
+            # office's row all day for nothing.
+            signal.checked_at = now
+            signal.longest_wait_minutes = longest
             signal.state, signal.wait_band, signal.changed_at = state, band, now
             if kind == "wait":
                 signal.wait_announced_at = now

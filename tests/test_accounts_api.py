@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
-from townhall.accounts.models import ApiToken
+from townhall.accounts.models import ApiToken, WebSession
 from townhall.db import unit_of_work, utcnow
 
-from .conftest import auth, make_account
+from .conftest import auth, login, make_account
 
 
 def test_bearer_and_bare_token_both_authenticate(client, admin):
@@ -118,3 +118,16 @@ def test_deactivated_user_token_stops_working(client, admin, runtime):
     )
     assert response.status_code == 200
     assert client.get("/api/v1/me", headers=auth(staff)).status_code == 401
+
+
+def test_logging_in_again_while_logged_in_starts_a_second_session(client, runtime):
+    """The login's attempt record and new session share the request's unit of work: on SQLite
+    a second transaction waited on the write lock the caller's session lookup held, until
+    "database is locked"."""
+    account = make_account(runtime, "staff")
+    login(client, account.email)
+    login(client, account.email)
+    assert client.get("/api/v1/me").json()["email"] == account.email
+    with unit_of_work(runtime.session_factory) as session:
+        sessions = session.scalar(select(func.count()).select_from(WebSession))
+    assert sessions == 2

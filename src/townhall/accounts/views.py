@@ -15,7 +15,7 @@ from townhall.accounts.models import ApiToken
 from townhall.accounts.permissions import PERMISSIONS, ROLES
 from townhall.accounts.security import verify_password
 from townhall.actor import Actor
-from townhall.db import unit_of_work, utcnow
+from townhall.db import utcnow
 from townhall.deps import DbSession
 from townhall.errors import TownhallError
 from townhall.web.pages import render
@@ -53,52 +53,53 @@ def login_form(request: Request, actor: PublicActor, next: str = "/") -> HTMLRes
 async def login(
     request: Request,
     actor: PublicActor,
+    db: DbSession,
     email: Annotated[str, Form(max_length=320)],
     password: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form(max_length=500)] = "/",
 ) -> Response:
     await check_csrf(request, actor)
     # Password hashing is slow on purpose; keep it off the event loop.
-    return await run_in_threadpool(_login, request, email, password, _safe_next(next))
+    return await run_in_threadpool(_login, request, db, email, password, _safe_next(next))
 
 
-def _login(request: Request, email: str, password: str, next_path: str) -> Response:
+def _login(request: Request, db: Session, email: str, password: str, next_path: str) -> Response:
     """Check the password and start a session. Attempts are counted in the database (so the
-    limit holds across nodes) and committed even when the login fails."""
+    limit holds across nodes) and committed even when the login fails: a refused login is an
+    answer, not an error, so the request's unit of work commits it. (The request's own unit of
+    work, not a second one: a logged-in caller's session lookup already holds SQLite's write
+    lock, and a second transaction waited on it until "database is locked".)"""
     settings = request.app.state.settings
     client = request.client.host if request.client else ""
-    with unit_of_work(request.app.state.session_factory) as db:
-        since = queries.lockout_window_start(utcnow(), settings.login_lockout_seconds)
-        failures = queries.recent_login_failures(
-            db, email=email, client_address=client, since=since
+    since = queries.lockout_window_start(utcnow(), settings.login_lockout_seconds)
+    failures = queries.recent_login_failures(db, email=email, client_address=client, since=since)
+    if failures >= settings.login_max_failures:
+        # Checked before the password, so a right password does not get through either.
+        minutes = max(1, round(settings.login_lockout_seconds / 60))
+        response = render(
+            request,
+            "accounts/login.html",
+            {
+                "next": next_path,
+                "email": email,
+                "error": f"Too many failed logins; wait {minutes} minutes and try again.",
+            },
+            status_code=429,
         )
-        if failures >= settings.login_max_failures:
-            # Checked before the password, so a right password does not get through either.
-            minutes = max(1, round(settings.login_lockout_seconds / 60))
-            response = render(
-                request,
-                "accounts/login.html",
-                {
-                    "next": next_path,
-                    "email": email,
-                    "error": f"Too many failed logins; wait {minutes} minutes and try again.",
-                },
-                status_code=429,
-            )
-            response.headers["Retry-After"] = str(settings.login_lockout_seconds)
-            return response
-        user = queries.user_by_email(db, email)
-        ok = verify_password(password, user.password_hash if user else None)
-        succeeded = ok and user is not None and user.is_active
-        actions.record_login_attempt(db, email=email, client_address=client, succeeded=succeeded)
-        raw: str | None = None
-        if succeeded and user is not None:
-            _, raw = actions.start_web_session(
-                db,
-                user=user,
-                max_age_seconds=settings.session_max_age_seconds,
-                user_agent=request.headers.get("user-agent", ""),
-            )
+        response.headers["Retry-After"] = str(settings.login_lockout_seconds)
+        return response
+    user = queries.user_by_email(db, email)
+    ok = verify_password(password, user.password_hash if user else None)
+    succeeded = ok and user is not None and user.is_active
+    actions.record_login_attempt(db, email=email, client_address=client, succeeded=succeeded)
+    raw: str | None = None
+    if succeeded and user is not None:
+        _, raw = actions.start_web_session(
+            db,
+            user=user,
+            max_age_seconds=settings.session_max_age_seconds,
+            user_agent=request.headers.get("user-agent", ""),
+        )
     if raw is None:
         return render(
             request,

@@ -75,6 +75,7 @@ class ServiceRequest(Base):
     __table_args__ = (
         Index("ix_service_requests_requested_at", "requested_at"),
         Index("ix_service_requests_updated_at", "updated_at"),
+        Index("ix_service_requests_closed_at", "closed_at"),
         Index("ix_service_requests_service_status_lat", "service_id", "status", "lat"),
         Index("ix_service_requests_queue", "status", "priority", "expected_at"),
         Index("ix_service_requests_district_requested", "district_code", "requested_at"),

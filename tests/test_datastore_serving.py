@@ -239,7 +239,7 @@ def test_cluster_key_buckets_time_then_category():
     assert int(seconds) > 0
     names = {c["name"] for c in columns}
     ordered = con.execute(
-        f"SELECT {key_sql(cluster[0], names)}, kind, \"at\" FROM t "
+        f'SELECT {key_sql(cluster[0], names)}, kind, "at" FROM t '
         f"ORDER BY {order_by(cluster, names)} LIMIT 5"
     ).fetchall()
     assert ordered == sorted(ordered)

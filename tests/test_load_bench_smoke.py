@@ -116,6 +116,27 @@ def test_status_lookups_refuse_what_they_refused_before(client, runtime):
     assert client.get(f"/open311/v2/requests/{code}.json").status_code == 404
 
 
+def test_status_lookups_with_a_query_string_are_validated_by_fastapi(client, runtime):
+    """`StatusRoute` calls the endpoint directly only without a query string: parameters
+    still meet FastAPI's validation, and a valid one answers what no parameter answers."""
+    _, code = _worked_request(runtime)
+    plain = client.get(f"/open311/v2/requests/{code}.json")
+    ours = runtime.settings.base_url.split("//")[1].split(":")[0].split("/")[0]
+    same = client.get(f"/open311/v2/requests/{code}.json", params={"jurisdiction_id": ours})
+    assert same.status_code == 200
+    assert same.json() == plain.json()
+    too_long = client.get(
+        f"/open311/v2/requests/{code}.json", params={"jurisdiction_id": "x" * 201}
+    )
+    assert 400 <= too_long.status_code < 500
+    assert isinstance(too_long.json(), list)
+    assert too_long.json()[0]["code"] == too_long.status_code
+    other = client.get(f"/open311/v2/requests/{code}.json", params={"jurisdiction_id": "elsewhere"})
+    assert other.status_code == 404
+    native = client.get(f"/api/v1/requests/{code}", params={"unused": "1"})
+    assert native.json() == client.get(f"/api/v1/requests/{code}").json()
+
+
 def test_status_lookups_with_a_token_still_resolve_the_caller(client, runtime, admin):
     _, code = _worked_request(runtime)
     headers = {"Authorization": f"Bearer {admin.token}"}
@@ -205,6 +226,8 @@ def test_harness_runs_end_to_end_and_loses_no_submission(tmp_path):
             "200",
             "--duration",
             "2",
+            "--warmup",
+            "1",
             "--connections",
             "8",
             "--threads",
@@ -240,6 +263,13 @@ def test_harness_runs_end_to_end_and_loses_no_submission(tmp_path):
     assert BEGIN in text
     assert "| status: `GET /api/v1/requests/{code}`" in text
     assert "<!-- bench:begin -->\nx\n<!-- bench:end -->" in text
+    assert "after 1 s of the same load that is not counted" in text
+    warmups = sorted(p.name for p in (tmp_path / "work" / "sqlite").glob("wrk-*-warmup.txt"))
+    assert warmups == [
+        "wrk-bare-warmup.txt",
+        "wrk-status_native-warmup.txt",
+        "wrk-status_open311-warmup.txt",
+    ]
 
 
 def test_expected_datetime_round_trips_in_utc(client, runtime):

@@ -40,7 +40,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        given = _header(scope, b"x-request-id").decode("latin-1")
         request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = set_request_id(request_id)
@@ -56,6 +56,15 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             reset_request_id(token)
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    """The first value of request header `name` (lower case), or b"": a walk over the few
+    headers costs less than building a dict of them on every request."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return b""
 
 
 class BodySizeLimitMiddleware:
@@ -76,8 +85,8 @@ class BodySizeLimitMiddleware:
             if any(marker in path for marker in UPLOAD_PATH_MARKERS)
             else self.max_body_bytes
         )
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
+        declared = _header(scope, b"content-length")
+        if declared:
             try:
                 too_big = int(declared) > limit
             except ValueError:
@@ -168,22 +177,29 @@ class SecurityHeadersMiddleware:
         ]
         if https:
             self.headers.append((b"strict-transport-security", b"max-age=31536000"))
+        # Built once: the lists added to every response, with and without the CSP.
+        self.with_csp = (
+            *self.headers,
+            (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+        )
+        self.without_csp = tuple(self.headers)
+        self.names = frozenset(name for name, _ in self.with_csp)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exempt = scope["path"] in CSP_EXEMPT_PATHS
+        extra = self.without_csp if scope["path"] in CSP_EXEMPT_PATHS else self.with_csp
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
                 # A route's own value (an attachment's stricter policy, say) wins over ours.
-                present = {name.lower() for name, _ in headers}
-                extra = list(self.headers)
-                if not exempt:
-                    extra.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
-                headers.extend((name, value) for name, value in extra if name not in present)
+                present = self.names.intersection(name.lower() for name, _ in headers)
+                if present:
+                    headers.extend(header for header in extra if header[0] not in present)
+                else:
+                    headers.extend(extra)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

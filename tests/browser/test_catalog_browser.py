@@ -47,6 +47,7 @@ SEED = textwrap.dedent(
     from townhall.config import Settings
     from townhall.datastore.ingest import ingest_file
     from townhall.db import unit_of_work
+    from townhall.governance import actions as governance
     from townhall.migrate import upgrade
     from townhall.runtime import Runtime
 
@@ -84,6 +85,12 @@ SEED = textwrap.dedent(
             catalog.set_dataset_state(
                 session, actor=publisher, slug=f"parks-{i}", state="published"
             )
+        # Open data: NYC's address columns are classified (confirmed public by the
+        # operator) before a version carries them (docs/governance.md).
+        governance.classify_dataset(
+            session, actor=system, slug="service-requests",
+            columns={"Incident Address": "public", "Address Type": "public"},
+        )
         resource_id = resource.id
     ingest_file(
         runtime, actor=publisher, resource_id=resource_id, path=sys.argv[1],

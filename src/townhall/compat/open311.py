@@ -46,6 +46,7 @@ from townhall.ratelimit import enforce as enforce_rate_limit
 from townhall.service_requests import actions, queries
 from townhall.service_requests.api import (
     PUBLIC_STATUS,
+    StatusRoute,
     district_before_transaction,
     effects_for,
     include_first,
@@ -81,7 +82,7 @@ _XML_ITEMS = {
 
 router = APIRouter(prefix=PREFIX, tags=["open311"])
 # The status lookups alone, so they can be matched before every other route (`include_first`).
-status_router = APIRouter(prefix=PREFIX, tags=["open311"])
+status_router = APIRouter(prefix=PREFIX, tags=["open311"], route_class=StatusRoute)
 
 
 class Open311Error(TownhallError):

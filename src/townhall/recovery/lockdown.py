@@ -158,6 +158,13 @@ class LockdownCache:
 
     A failed read (database down, table not migrated yet) keeps the last known state and is
     retried on the next request after `ttl`: a lockdown never lifts because a read failed.
+
+    Read ahead: once half the `ttl` has passed, the next request starts one background read
+    and is answered from the cached state, which is still within `ttl`. Under steady traffic
+    no request waits for the switch, and none is answered from a view older than `ttl`; only
+    a request after a quiet spell longer than `ttl` (or after `invalidate`) waits for a read.
+    Measured under load: when every request in flight waited on the expiry for a thread of
+    the pool, the status lookups' p99 went from tens of milliseconds to over a second.
     """
 
     def __init__(self, session_factory: sessionmaker[Session], ttl: float | None = None) -> None:
@@ -165,23 +172,54 @@ class LockdownCache:
         self._ttl = LOCKDOWN_CACHE_SECONDS if ttl is None else ttl
         self._state = OPEN
         self._expires = 0.0
+        self._read_ahead_at = 0.0
+        self._reading_ahead = False
+        self._generation = 0  # bumped by `invalidate`: a read begun before it counts for nothing
         self._lock = threading.Lock()
 
     def fresh(self) -> LockdownState | None:
-        """The cached state if still fresh, else None (then call `refresh`, off the loop)."""
-        return self._state if time.monotonic() < self._expires else None
+        """The cached state if still fresh, else None (then call `refresh`, off the loop).
+
+        Past half the `ttl`, also starts one background read (a daemon thread), so that
+        under steady traffic the state is renewed before it expires."""
+        now = time.monotonic()
+        if now >= self._expires:
+            return None
+        if now >= self._read_ahead_at and not self._reading_ahead:
+            self._reading_ahead = True
+            threading.Thread(target=self._read_ahead, daemon=True).start()
+        return self._state
 
     def refresh(self) -> LockdownState:
         with self._lock:
             if time.monotonic() < self._expires:
                 return self._state
-            try:
-                with unit_of_work(self._session_factory) as session:
-                    self._state = state_of(current_lockdown(session))
-            except SQLAlchemyError:
-                log.warning("could not read the lockdown switch; keeping the last known state")
-            self._expires = time.monotonic() + self._ttl
-            return self._state
+            return self._read()
+
+    def _read_ahead(self) -> None:
+        try:
+            with self._lock:
+                self._read()
+        finally:
+            self._reading_ahead = False
+
+    def _read(self) -> LockdownState:
+        """Read the switch (the caller holds the lock)."""
+        generation = self._generation
+        try:
+            with unit_of_work(self._session_factory) as session:
+                state = state_of(current_lockdown(session))
+        except SQLAlchemyError:
+            log.warning("could not read the lockdown switch; keeping the last known state")
+            state = self._state
+        if generation != self._generation:
+            return state  # invalidated meanwhile: this read may predate the change
+        self._state = state
+        now = time.monotonic()
+        self._read_ahead_at = now + self._ttl / 2
+        self._expires = now + self._ttl
+        return self._state
 
     def invalidate(self) -> None:
+        self._generation += 1
         self._expires = 0.0

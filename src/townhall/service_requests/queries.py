@@ -7,7 +7,7 @@ import math
 from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +27,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from townhall.accounts.models import Organization
+from townhall.db import UTCDateTime
 from townhall.service_requests.lifecycle import OPEN_SUB_STATUSES
 from townhall.service_requests.models import (
     RequestAttachment,
@@ -119,6 +120,14 @@ _STATUS_COLUMNS = (
 )
 
 
+def _sqlite_utc(value: str) -> datetime:
+    """A `UTCDateTime` as SQLite stores it ("2026-05-04 09:30:00.000000"), parsed by
+    `fromisoformat` rather than SQLAlchemy's regular expression and the type's own step (a
+    third of a status lookup's row handling); the same aware UTC value either way."""
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 class CompiledRead:
     """A SELECT compiled once per database dialect and run on a DBAPI connection, its values
     passed through the columns' own result processing (so datetimes come back aware, in UTC,
@@ -149,7 +158,9 @@ class CompiledRead:
         found = self._processors.get(dialect.name)
         if found is None:
             found = self._processors[dialect.name] = [
-                c.type.dialect_impl(dialect).result_processor(dialect, d[1])
+                _sqlite_utc
+                if dialect.name == "sqlite" and isinstance(c.type, UTCDateTime)
+                else c.type.dialect_impl(dialect).result_processor(dialect, d[1])
                 for c, d in zip(self.statement.selected_columns, description, strict=True)
             ]
         return found

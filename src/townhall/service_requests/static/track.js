@@ -1,11 +1,11 @@
 // The tracking page (requests/track.html): live status through Server-Sent Events. The page
-// passes its labels and channel in a JSON block (#track-data), so no inline script is needed.
+// passes its labels and event stream URL in a JSON block (#track-data), so no inline script is needed.
 (function () {
   var config = document.getElementById("track-data");
   if (!window.EventSource || !config) return;
   var settings = JSON.parse(config.textContent);
   var labels = settings.labels;
-  var source = new EventSource("/events/stream?channel=" + encodeURIComponent(settings.channel));
+  var source = new EventSource(settings.stream);
   document.getElementById("live-note").hidden = false;
   function onEvent(event) {
     var data = JSON.parse(event.data).data;

@@ -236,3 +236,30 @@ def test_another_node_sees_the_switch_within_the_cache_time(
         assert new_org(node_b, staff, "office-b").status_code == 503
         assert "Site notice" in node_b.get("/", headers={"Accept": "text/html"}).text
     other_runtime.close()
+
+
+def test_the_cache_reads_ahead_without_making_a_request_wait(runtime):
+    """Past half its time the cache answers from what it holds and reads again in the
+    background; past its whole time a caller must read (`refresh`) before answering."""
+    import time
+
+    from townhall.actor import system_actor
+
+    cache = lockdown_module.LockdownCache(runtime.read_session_factory, ttl=4.0)
+    assert cache.fresh() is None  # never read: the caller must wait for a read
+    read_at = time.monotonic()
+    assert cache.refresh().active is False
+    with unit_of_work(runtime.session_factory) as session:
+        lockdown_module.start_lockdown(session, actor=system_actor("test"), message="Read ahead")
+    if time.monotonic() - read_at < 1.9:
+        assert cache.fresh().active is False  # within half its time: no read yet
+    time.sleep(max(0.0, read_at + 2.1 - time.monotonic()))
+    assert cache.fresh().active is False  # past half: the held state, and a read begins
+    deadline = time.monotonic() + 5
+    while (state := cache.fresh()) is not None and not state.active:
+        assert time.monotonic() < deadline, "the background read never landed"
+        time.sleep(0.02)
+    assert state is not None
+    assert state.message == "Read ahead"
+    cache.invalidate()
+    assert cache.fresh() is None

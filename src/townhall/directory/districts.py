@@ -1,13 +1,13 @@
 """Which district a point lies in: point-in-polygon over the published district boundaries.
 
-The directory holds no district shapes of its own (a location only carries a `district_code`),
-so the boundaries come from an open dataset: `district_boundaries_dataset` (default
+The directory holds no district shapes of its own (a location only carries a `district_code`), so
+the boundaries come from an open dataset: `district_boundaries_dataset` (default
 `district-boundaries`, the demo city's), a table with a geometry column and a code column
 (`district_code_field`). The polygons are loaded once per process into a shapely STRtree with
-prepared geometries, so a lookup is a bounding-box probe plus one or two exact tests (under
-0.1 ms for the demo city's 12 districts on a busy 2-core machine). The published version is
-re-checked at most every `CHECK_SECONDS`; a new version (or a withdrawn dataset) replaces the index, so every node follows a boundary change
-within that time without restarting.
+prepared geometries, so a lookup is a bounding-box probe plus one or two exact tests (under 0.1 ms
+for the demo city's 12 districts on a busy 2-core machine). The published version is re-checked at
+most every `CHECK_SECONDS`; a new version (or a withdrawn dataset) replaces the index, so every
+node follows a boundary change within that time without restarting.
 """
 
 from __future__ import annotations

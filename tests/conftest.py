@@ -89,7 +89,24 @@ def _empty_tables(runtime: Runtime) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with runtime.engine.begin() as conn:
         if runtime.engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            # TRUNCATE costs about 10 ms per table even when it is empty, and most tests touch
+            # a few of the sixty: truncate only the tables holding rows, then restart every
+            # sequence (what RESTART IDENTITY did) in one statement.
+            holding = conn.execute(
+                text(
+                    " UNION ALL ".join(
+                        f"SELECT '{table}' WHERE EXISTS (SELECT 1 FROM {table})" for table in tables
+                    )
+                )
+            ).scalars()
+            if filled := list(holding):
+                conn.execute(text(f"TRUNCATE {', '.join(filled)} CASCADE"))
+            conn.execute(
+                text(
+                    "SELECT setval(c.oid, 1, false) FROM pg_class c "
+                    "WHERE c.relkind = 'S' AND c.relnamespace = 'public'::regnamespace"
+                )
+            )
         else:
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))

@@ -55,7 +55,6 @@ from townhall.directory.models import (
 from townhall.errors import ConflictError, NotFoundError, PermissionDenied, TownhallError
 from townhall.events import EventBus, publish_after_commit
 from townhall.notify import actions as notify
-from townhall.notify import queries as notify_queries
 
 if TYPE_CHECKING:
     from townhall.config import Settings
@@ -1459,26 +1458,18 @@ def follow_office_status(
     if location is None:
         raise NotFoundError("office", slug)
     topic = status_topic(location)
-    already = {s.target for s in notify_queries.subscriptions_for_topics(session, [topic])}
-    subscription = notify.subscribe(
-        session, actor=actor, channel="email", topic=topic, target=email.strip()
+    unsubscribe_url = notify.follow_by_email(
+        session,
+        actor=actor,
+        topic=topic,
+        email=email,
+        personalisation={
+            "site_name": followers.site_name,
+            "topic_label": f"the live status of {location.name}",
+        },
+        unsubscribe_url_for=followers.unsubscribe_url,
+        jobs=followers.jobs,
     )
-    unsubscribe_url = followers.unsubscribe_url(subscription.token)
-    if subscription.target not in already:
-        notify.queue_email(
-            session,
-            to=subscription.target,
-            template_slug="subscription.confirm",
-            personalisation={
-                "site_name": followers.site_name,
-                "topic_label": f"the live status of {location.name}",
-            },
-            reference=topic,
-            subscription=subscription,
-            event_type="subscription.created",
-            unsubscribe_url=unsubscribe_url,
-            jobs=followers.jobs,
-        )
     # The baseline, so the first check after this does not announce old news.
     watch_office_status(session, location=location, followers=followers)
     return unsubscribe_url

@@ -8,7 +8,7 @@ commit. Nothing here talks to SMTP or HTTP: `tasks.py` does, one message id at a
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -428,3 +428,37 @@ def delete_subscription(session: Session, *, actor: Actor, subscription_id: int)
         object_id=subscription.id,
         changes={"topic": subscription.topic},
     )
+
+
+def follow_by_email(
+    session: Session,
+    *,
+    actor: Actor,
+    topic: str,
+    email: str,
+    personalisation: Mapping[str, Any],
+    unsubscribe_url_for: Callable[[str], str],
+    jobs: JobQueue | None,
+    reference: str | None = None,
+) -> str:
+    """Follow a topic by email; a new follower gets a confirmation carrying the one-click
+    unsubscribe link (an address typed in by someone else can leave at once). Idempotent: an
+    address already following gets no second email. Returns the unsubscribe URL."""
+    already = {s.target for s in queries.subscriptions_for_topics(session, [topic])}
+    subscription = subscribe(
+        session, actor=actor, channel="email", topic=topic, target=email.strip()
+    )
+    unsubscribe_url = unsubscribe_url_for(subscription.token)
+    if subscription.target not in already:
+        queue_email(
+            session,
+            to=subscription.target,
+            template_slug="subscription.confirm",
+            personalisation=personalisation,
+            reference=reference or topic,
+            subscription=subscription,
+            event_type="subscription.created",
+            unsubscribe_url=unsubscribe_url,
+            jobs=jobs,
+        )
+    return unsubscribe_url

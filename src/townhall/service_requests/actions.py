@@ -26,7 +26,6 @@ from townhall.db import utcnow
 from townhall.errors import ConflictError, NotFoundError, PermissionDenied, TownhallError
 from townhall.events import publish_after_commit
 from townhall.notify import actions as notify
-from townhall.notify import queries as notify_queries
 from townhall.service_requests import queries
 from townhall.service_requests.lifecycle import (
     PRIORITIES,
@@ -1223,27 +1222,18 @@ def follow_request(
     if not _EMAIL_SHAPE.match(email.strip()):
         raise _invalid(["email"], "is not an email address")
     topic = f"request:{request.tracking_code}"
-    already = {s.target for s in notify_queries.subscriptions_for_topics(session, [topic])}
-    subscription = notify.subscribe(
-        session, actor=actor, channel="email", topic=topic, target=email.strip()
+    return notify.follow_by_email(
+        session,
+        actor=actor,
+        topic=topic,
+        email=email,
+        personalisation={
+            **_personalisation(request, effects),
+            "topic_label": f"request {request.tracking_code} ({request.service.name})",
+        },
+        unsubscribe_url_for=effects.unsubscribe_url,
+        jobs=effects.jobs,
     )
-    unsubscribe_url = effects.unsubscribe_url(subscription.token)
-    if subscription.target not in already:
-        notify.queue_email(
-            session,
-            to=subscription.target,
-            template_slug="subscription.confirm",
-            personalisation={
-                **_personalisation(request, effects),
-                "topic_label": f"request {request.tracking_code} ({request.service.name})",
-            },
-            reference=f"request:{request.tracking_code}",
-            subscription=subscription,
-            event_type="subscription.created",
-            unsubscribe_url=unsubscribe_url,
-            jobs=effects.jobs,
-        )
-    return unsubscribe_url
 
 
 # Attachments -----------------------------------------------------------------------------------

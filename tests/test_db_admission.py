@@ -8,20 +8,16 @@ until the 30 s timeouts. `deps._db_turn` now queues requests on the event loop f
 
 from __future__ import annotations
 
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import uvicorn
-from bench.servers import free_port
 from sqlalchemy import func, select
 
 from townhall.accounts.models import Organization
 from townhall.db import unit_of_work
 from townhall.deps import _capacity
 
-from .conftest import auth
+from .conftest import auth, serve_in_thread
 
 CONCURRENT = 64  # above the 40 worker threads Starlette's thread pool has
 
@@ -36,17 +32,8 @@ def test_sqlite_writers_are_admitted_one_at_a_time_and_readers_by_pool_size(runt
 
 
 def test_more_concurrent_writes_than_threads_all_finish(app, runtime, admin):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-
     def create(n: int) -> int:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=25.0) as client:
+        with httpx.Client(base_url=base, timeout=25.0) as client:
             answer = client.post(
                 "/api/v1/organizations",
                 json={"slug": f"office-{n}", "name": f"Office {n}"},
@@ -54,12 +41,8 @@ def test_more_concurrent_writes_than_threads_all_finish(app, runtime, admin):
             )
             return answer.status_code
 
-    try:
-        with ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
-            statuses = list(pool.map(create, range(CONCURRENT)))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with serve_in_thread(app) as base, ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
+        statuses = list(pool.map(create, range(CONCURRENT)))
     # A starved request would have waited out the client's 25 s before SQLite's 30 s lock
     # timeout, and raised here.
     assert statuses == [201] * CONCURRENT

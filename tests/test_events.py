@@ -10,7 +10,6 @@ import asyncio
 import json
 import queue as thread_queue
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -23,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import uvicorn
 
 from townhall.actor import system_actor
 from townhall.audit.actions import record
@@ -31,7 +29,7 @@ from townhall.config import Settings
 from townhall.db import unit_of_work
 from townhall.events import Event, EventBus, StreamClosed, publish_after_commit
 
-from .conftest import REDIS_URL, SECRET, auth, make_account
+from .conftest import REDIS_URL, SECRET, auth, free_port, make_account, serve_in_thread
 from .test_jobs import TOWNHALL, redis_available
 
 # Helpers -----------------------------------------------------------------------------------
@@ -306,36 +304,6 @@ def test_events_go_out_after_commit_and_never_after_rollback(runtime, bus_kind, 
 # The SSE endpoint --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """Serve `app` with uvicorn in a thread on a free loopback port."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=5
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "uvicorn did not start"
-        assert time.monotonic() < deadline, "uvicorn did not start in time"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        app.state.runtime.events.close_streams()
-        server.should_exit = True
-        thread.join(15)
-        assert not thread.is_alive(), "uvicorn did not stop"
-
-
 class Stream:
     """Reads an SSE response line by line, with a deadline per read."""
 
@@ -372,7 +340,7 @@ def open_stream(base: str, channel: str, headers: dict[str, str] | None = None) 
 
 
 def test_sse_streams_an_event_published_after_subscribing(app, runtime):
-    with serving(app) as base, open_stream(base, "public.notices") as stream:
+    with serve_in_thread(app) as base, open_stream(base, "public.notices") as stream:
         assert runtime.events.subscriber_count("public.notices") == 1
         # From sync code, as an action's after-commit callback does.
         runtime.events.publish_threadsafe("public.notices", "notice.posted", {"id": 42})
@@ -386,7 +354,7 @@ def test_sse_streams_an_event_published_after_subscribing(app, runtime):
 def test_sse_private_channels_need_events_subscribe(app, runtime):
     staff = make_account(runtime, "staff")  # has events:subscribe
     partner = make_account(runtime, "partner")  # has not
-    with serving(app) as base:
+    with serve_in_thread(app) as base:
         anonymous = httpx.get(f"{base}/events/stream", params={"channel": "staff.queue"})
         assert anonymous.status_code == 401
         assert anonymous.json()["code"] == "not_authenticated"
@@ -404,14 +372,14 @@ def test_sse_private_channels_need_events_subscribe(app, runtime):
 
 def test_sse_sends_heartbeats_when_quiet(app):
     app.state.sse_heartbeat_seconds = 0.2
-    with serving(app) as base, open_stream(base, "public.quiet") as stream:
+    with serve_in_thread(app) as base, open_stream(base, "public.quiet") as stream:
         stream.until(lambda line: line == ": keep-alive")
         stream.until(lambda line: line == ": keep-alive")
 
 
 def test_sse_client_disconnect_ends_the_stream(app, runtime):
     # The heartbeat is far away: the end must come from noticing the disconnect itself.
-    with serving(app) as base:
+    with serve_in_thread(app) as base:
         with open_stream(base, "public.leaving"):
             assert runtime.events.subscriber_count("public.leaving") == 1
         deadline = time.monotonic() + 5
@@ -423,7 +391,7 @@ def test_sse_client_disconnect_ends_the_stream(app, runtime):
 def test_announcements_reach_live_pages(app, runtime, admin):
     staff = make_account(runtime, "staff")
     with (
-        serving(app) as base,
+        serve_in_thread(app) as base,
         open_stream(base, "public.announcements") as stream,
         httpx.Client(base_url=base) as http,
     ):

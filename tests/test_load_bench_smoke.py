@@ -12,16 +12,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 from bench.load import BEGIN, END, SECTION, main, status_script, submit_script, write_markdown
-from bench.servers import free_port
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Match
 from typer.testing import CliRunner
@@ -34,7 +30,7 @@ from townhall.db import unit_of_work
 from townhall.service_requests import actions, queries
 from townhall.service_requests.api import request_public
 
-from .conftest import auth, make_account
+from .conftest import auth, make_account, serve_in_thread
 from .test_service_requests import setup_city, submit
 
 STATUS_PATHS = {
@@ -290,29 +286,17 @@ def test_more_concurrent_submissions_than_threads_all_finish(app, runtime):
     answering writes until 30 s timeouts; now each submission is one hop."""
     setup_city(runtime)
     staff = make_account(runtime, "staff")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
     body = {"service_code": "GRAFFITI", "description": "Tags", "lat": 42.1, "long": -72.6}
 
     def post(n: int) -> int:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=25.0) as client:
+        with httpx.Client(base_url=base, timeout=25.0) as client:
             answer = client.post(
                 "/api/v1/requests", json={**body, "description": f"Tags {n}"}, headers=auth(staff)
             )
             return answer.status_code
 
-    try:
-        with ThreadPoolExecutor(max_workers=64) as pool:
-            statuses = list(pool.map(post, range(64)))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with serve_in_thread(app) as base, ThreadPoolExecutor(max_workers=64) as pool:
+        statuses = list(pool.map(post, range(64)))
     assert statuses == [201] * 64
     with unit_of_work(runtime.session_factory) as session:
         stored = queries.list_requests(session, queries.RequestFilter(), limit=100)[0]

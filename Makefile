@@ -30,7 +30,7 @@ run: $(STAMP)
 
 ## Set up (system packages included) and run every test: both backends, browser, two nodes, fuzzing
 test: $(STAMP) system
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" --durations=25 $(PYTEST_ARGS)
 
 ## Only the quick suites (no browser, no multi-node)
 test-fast: $(STAMP)

@@ -28,7 +28,7 @@ from .conftest import (
     drop_pg_database,
     postgres_available,
 )
-from .test_events import free_port
+from .conftest import free_port
 from .test_jobs import TOWNHALL, redis_available, redis_url_with_db
 
 pytestmark = pytest.mark.multinode

@@ -18,8 +18,8 @@ from townhall.notify.models import NotifyMessage, NotifySubscription
 from townhall.service_requests import actions, queries
 from townhall.service_requests.models import RequestMessage, ServiceRequest
 
-from .conftest import auth, csrf_from, login, make_account
-from .test_events import open_stream, serving
+from .conftest import auth, csrf_from, login, make_account, serve_in_thread
+from .test_events import open_stream
 from .test_service_requests import setup_city
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -242,7 +242,7 @@ def test_tracking_page_updates_live_over_sse(app, city) -> None:
                                           resident_email="ann@example.org",
                                           description="Tags. ann@example.org"),
         ).request.tracking_code  # fmt: skip
-    with serving(app) as base:
+    with serve_in_thread(app) as base:
         page = httpx.get(f"{base}/requests/{code}", headers=BROWSER)
         assert f"channel={'request.' + code.lower()}" in page.text
         with open_stream(base, f"request.{code.lower()}") as stream:

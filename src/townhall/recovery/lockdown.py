@@ -185,10 +185,11 @@ class LockdownCache:
         now = time.monotonic()
         if now >= self._expires:
             return None
+        held = self._state  # taken before the read begins, which may land at once
         if now >= self._read_ahead_at and not self._reading_ahead:
             self._reading_ahead = True
             threading.Thread(target=self._read_ahead, daemon=True).start()
-        return self._state
+        return held
 
     def refresh(self) -> LockdownState:
         with self._lock:

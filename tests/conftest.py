@@ -42,6 +42,11 @@ SECRET = "test-secret-key-that-is-long-enough"
 # (multinode, browser, benchmarks) inherit it too.
 for _policy in ("SQL", "READS", "LOGIN", "SUBMISSIONS", "MESSAGES", "WRITES"):
     os.environ.setdefault(f"TOWNHALL_RATE_LIMIT_{_policy}", "1000000/minute")
+# Argon2id at its cheapest: hashing at the default cost (64 MiB, 3 passes) was a third of some
+# modules' time, one fifth of a second per account made. Login still hashes and verifies for
+# real; `test_accounts_api` checks the default cost separately.
+os.environ.setdefault("TOWNHALL_PASSWORD_HASH_MEMORY_KIB", "32")
+os.environ.setdefault("TOWNHALL_PASSWORD_HASH_TIME_COST", "1")
 
 
 def postgres_available() -> bool:
@@ -71,6 +76,10 @@ def pg_database_url() -> Iterator[str]:
     if not postgres_available():
         pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:5432 (make test starts it)")
     url = create_pg_database()
+    # A test never outlives a PostgreSQL crash: commits need not wait for the disk (each one
+    # waited 30 ms here). The crash tests kill Townhall, never PostgreSQL.
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{url.rsplit("/", 1)[1]}" SET synchronous_commit = off')
     settings = Settings(data_dir=Path("/nonexistent"), database_url=url)
     engine = make_engine(settings)
     upgrade(engine)
@@ -94,18 +103,23 @@ def _empty_tables(runtime: Runtime) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with runtime.engine.begin() as conn:
         if runtime.engine.dialect.name == "postgresql":
-            # TRUNCATE costs about 10 ms per table even when it is empty, and most tests touch
-            # a few of the sixty: truncate only the tables holding rows, then restart every
+            # TRUNCATE makes new files for every table it empties and syncs them at commit
+            # (0.4-0.8 s per test); a test leaves a few rows in a few of the sixty tables.
+            # DELETE only the tables holding rows, dependants first, then restart every
             # sequence (what RESTART IDENTITY did) in one statement.
-            holding = conn.execute(
-                text(
-                    " UNION ALL ".join(
-                        f"SELECT '{table}' WHERE EXISTS (SELECT 1 FROM {table})" for table in tables
+            holding = set(
+                conn.execute(
+                    text(
+                        " UNION ALL ".join(
+                            f"SELECT '{table}' WHERE EXISTS (SELECT 1 FROM {table})"
+                            for table in tables
+                        )
                     )
-                )
-            ).scalars()
-            if filled := list(holding):
-                conn.execute(text(f"TRUNCATE {', '.join(filled)} CASCADE"))
+                ).scalars()
+            )
+            for table in tables:
+                if table in holding:
+                    conn.execute(text(f"DELETE FROM {table}"))
             conn.execute(
                 text(
                     "SELECT setval(c.oid, 1, false) FROM pg_class c "

@@ -1,18 +1,16 @@
 """The real `ckanapi` client (PyPI) against a live Townhall: its Python API and its CLI.
 
-A uvicorn server runs in a thread on a free loopback port, on the test's database (SQLite and
-PostgreSQL), with `base_url` set to its own address so the URLs it hands out work.
+A uvicorn server runs in a thread on a free loopback port (`serve_in_thread`), on the test's
+database (SQLite and PostgreSQL), with `base_url` set to its own address so the URLs it hands
+out work.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,33 +18,22 @@ import ckanapi
 import frictionless
 import pytest
 import requests
-import uvicorn
 
 from townhall.app import create_app
 
-from .conftest import SHARED_DIR, make_account
+from .conftest import SHARED_DIR, make_account, serve_in_thread
 
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
 def live_url(runtime) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = runtime.settings.model_copy(update={"base_url": url})
-    app = create_app(settings, runtime=runtime)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=20)
-    sock.close()
+    app = create_app(runtime.settings.model_copy(), runtime=runtime)
+    with serve_in_thread(app) as url:
+        # The URLs the CKAN API hands out must be the server's own; its port is known only
+        # now, before any request (every route reads `app.state.settings` per request).
+        app.state.settings.base_url = url
+        yield url
 
 
 @pytest.fixture

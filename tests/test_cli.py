@@ -156,3 +156,41 @@ def test_every_command_has_help():
             assert sub_command.help, f"command {name} {sub_name} has no help"
             result = runner.invoke(app, [name, sub_name, "--help"])
             assert result.exit_code == 0, result.output
+
+
+def test_serve_warms_a_fresh_app_up_without_touching_the_database(runtime):
+    """`townhall serve` runs `warm_up` before it serves: the OpenAPI document, every template
+    and every route are prepared, and not one statement reaches the database."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event
+
+    from townhall.app import create_app
+    from townhall.cli import warm_up
+
+    web_app = create_app(runtime.settings, runtime=runtime)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(runtime.engine, "before_cursor_execute", seen)
+    try:
+        warm_up(web_app)
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", seen)
+    assert statements == []
+    schema = web_app.openapi_schema
+    assert schema is not None
+    assert "/api/v1/datasets" in schema["paths"]
+    environment = web_app.state.templates.env
+    names = environment.list_templates()
+    assert "error.html" in names
+    assert "_charts.html" in names
+    # Every template compiled into Jinja's cache (keys are (loader ref, name)) before serving.
+    assert set(names) <= {name for _, name in environment.cache}
+    # The app still answers as usual afterwards, from the document it built.
+    client = TestClient(web_app)
+    assert client.get("/api/openapi.json").json() == schema
+    missing = client.get("/no-such-page", headers={"Accept": "text/html"})
+    assert missing.status_code == 404
+    assert "<html" in missing.text

@@ -183,3 +183,39 @@ def test_jobs_run_in_process_unless_redis_is_configured():
     assert Settings(redis_url="redis://cache:6379/0").in_process_jobs is False
     forced = Settings(redis_url="redis://cache:6379/0", run_jobs_in_process=True)
     assert forced.in_process_jobs is True
+
+
+# Password hashing cost
+
+
+def test_default_password_hashing_is_argon2id_at_64_mib_and_three_passes(tmp_path):
+    from townhall.accounts import security
+    from townhall.runtime import Runtime
+
+    Runtime(Settings(data_dir=tmp_path / "data"))
+    try:
+        made = security.hash_password("a-long-password")
+        assert made.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+        assert security.verify_password("a-long-password", made)
+    finally:
+        security.configure_password_hashing(memory_kib=32, time_cost=1)  # tests/conftest.py's
+
+
+def test_a_hash_made_at_another_cost_still_verifies():
+    from townhall.accounts import security
+
+    security.configure_password_hashing(memory_kib=64, time_cost=2)
+    earlier = security.hash_password("a-long-password")
+    security.configure_password_hashing(memory_kib=32, time_cost=1)
+    assert "m=32,t=1" in security.hash_password("a-long-password")
+    assert security.verify_password("a-long-password", earlier)
+    assert not security.verify_password("another-password", earlier)
+    assert not security.verify_password("a-long-password", None)  # unknown email: still hashes
+
+
+def test_production_refuses_a_password_hash_cost_below_owasps_floor():
+    with pytest.raises(ValidationError, match="PASSWORD_HASH_MEMORY_KIB"):
+        Settings(env="production", secret_key=LONG_SECRET, password_hash_memory_kib=4096)
+    with pytest.raises(ValidationError, match="PASSWORD_HASH_TIME_COST"):
+        Settings(env="production", secret_key=LONG_SECRET, password_hash_time_cost=1)
+    assert Settings(env="production", secret_key=LONG_SECRET).password_hash_memory_kib == 65536

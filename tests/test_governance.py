@@ -546,3 +546,89 @@ def test_a_governance_manager_new_version_confirms_detected_columns(client, admi
     activity = client.get("/api/v1/datasets/offices/activity", headers=auth(admin)).json()
     entry = next(e for e in activity if e["action"] == "dataset.version.publish")
     assert entry["changes"]["confirmed_public_columns"] == ["phone"]
+
+
+def test_declaring_a_published_column_personal_withdraws_the_dataset(client, alice):
+    create(client, alice, "permit-holders")
+    upload(client, alice, "permit-holders", b"permit_id,street,holder\n1,Elm,Ann Smith\n")
+    publish(client, alice, "permit-holders")
+    resource_id = client.get("/api/v1/datasets/permit-holders").json()["resources"][0]["id"]
+    assert client.get("/api/v1/datasets/permit-holders/rows").status_code == 200
+    # Declared ahead of any version that carries it: nothing is exposed, nothing withdrawn.
+    ahead = client.put(
+        "/api/v1/datasets/permit-holders/classification",
+        headers=auth(alice),
+        json={"columns": {"holder_phone": "personal"}},
+    )
+    assert ahead.status_code == 200, ahead.text
+    assert ahead.json()["state"] == "published"
+
+    declared = client.put(
+        "/api/v1/datasets/permit-holders/classification",
+        headers=auth(alice),
+        json={"columns": {"holder": "personal"}, "note": "names of permit holders"},
+    )
+    assert declared.status_code == 200, declared.text
+    assert declared.json()["state"] == "withdrawn"
+    # Gone from public view at once, as any withdrawn dataset: rows, aggregates, downloads,
+    # SQL, CKAN's package and datastore.
+    for path in ("rows", "aggregate", "download.csv"):
+        response = client.get(f"/api/v1/datasets/permit-holders/{path}")
+        assert response.status_code in (404, 410), (path, response.status_code)
+        assert response.json()["code"] == "dataset_not_found"
+    sql = client.post("/api/v1/sql", json={"sql": 'SELECT holder FROM "permit-holders"'})
+    assert sql.status_code == 404
+    search = client.post("/api/3/action/datastore_search", json={"resource_id": resource_id})
+    assert search.json()["success"] is False
+    package = client.post("/api/3/action/package_show", json={"id": "permit-holders"})
+    assert package.json()["success"] is False
+    # Its editors still read it, to fix it.
+    own = client.get("/api/v1/datasets/permit-holders/rows", headers=auth(alice))
+    assert own.json()["rows"][0]["holder"] == "Ann Smith"
+
+    activity = client.get("/api/v1/datasets/permit-holders/activity", headers=auth(alice)).json()
+    entry = next(e for e in activity if e["action"] == "dataset.state")
+    assert entry["changes"]["state"] == ["published", "withdrawn"]
+    assert "holder" in entry["changes"]["reason"]
+    assert "holder_phone" not in entry["changes"]["reason"]
+    assert entry["actor"].endswith(alice.email)
+    classify = [e for e in activity if e["action"] == "dataset.classify"]
+    assert classify[0]["changes"]["column:holder"] == [None, "personal"]
+
+    # Publishing again goes through the workflow: not as open data with the column...
+    again = client.post("/api/v1/datasets/permit-holders/publish", headers=auth(alice))
+    assert again.status_code == 409
+    assert "holder" in again.json()["message"]
+    # ...but restricted to partners it may be.
+    client.patch(
+        "/api/v1/datasets/permit-holders", headers=auth(alice), json={"visibility": "restricted"}
+    )
+    publish(client, alice, "permit-holders")
+    assert client.get("/api/v1/datasets/permit-holders/rows").status_code == 404
+
+
+def test_declaring_an_open_dataset_personal_withdraws_it(client, alice):
+    create(client, alice, "visits")
+    upload(client, alice, "visits", b"day,count\n2026-01-05,12\n")
+    publish(client, alice, "visits")
+    declared = client.put(
+        "/api/v1/datasets/visits/classification",
+        headers=auth(alice),
+        json={"classification": "sensitive"},
+    )
+    assert declared.status_code == 200, declared.text
+    assert declared.json()["state"] == "withdrawn"
+    assert client.get("/api/v1/datasets/visits/rows").status_code == 404
+    activity = client.get("/api/v1/datasets/visits/activity", headers=auth(alice)).json()
+    entry = next(e for e in activity if e["action"] == "dataset.state")
+    assert "classified sensitive" in entry["changes"]["reason"]
+    # A restricted dataset is not open data: declaring it personal leaves it published.
+    create(client, alice, "counter-logs", visibility="restricted")
+    upload(client, alice, "counter-logs", b"day,visitor\n2026-01-05,Ann\n")
+    publish(client, alice, "counter-logs")
+    kept = client.put(
+        "/api/v1/datasets/counter-logs/classification",
+        headers=auth(alice),
+        json={"columns": {"visitor": "personal"}},
+    )
+    assert kept.json()["state"] == "published"

@@ -26,9 +26,9 @@ from .conftest import (
     create_pg_database,
     csrf_from,
     drop_pg_database,
+    free_port,
     postgres_available,
 )
-from .conftest import free_port
 from .test_jobs import TOWNHALL, redis_available, redis_url_with_db
 
 pytestmark = pytest.mark.multinode

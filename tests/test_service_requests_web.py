@@ -316,6 +316,64 @@ def test_staff_work_the_queue(client, city) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("query", "field", "said"),
+    [
+        ("sevice=GRAFFITI", None, "'sevice' is not a filter of the queue"),
+        ("status=bogus", "status", "status: unknown value 'bogus'"),
+        ("sub_status=lost", "sub_status", "sub_status: unknown value 'lost'"),
+        ("priority=9", "priority", "priority: unknown value '9'"),
+        ("assigned=everyone", "assigned", "assigned: unknown value 'everyone'"),
+        ("late=maybe", "late", "late: unknown value 'maybe'"),
+        ("service=NOPE", "service", "no request type has the code 'NOPE'"),
+        ("page=zero", None, "page: 'zero' is not a page number"),
+        ("sub_status=received&sub_status=triaged", "sub_status", "give one value"),
+    ],
+)
+def test_queue_page_names_a_filter_it_cannot_use(client, city, query, field, said) -> None:
+    """The page answers as the API does (422, naming the filter) instead of silently showing
+    the whole queue; the form stays there, keeping the good values, to fix it."""
+    codes = seed_queue(city)
+    staff = make_account(city, "staff")
+    login(client, staff.email)
+    page = client.get(f"/staff/queue?q=late&{query}", headers=BROWSER)
+    assert page.status_code == 422, page.text[:500]
+    html = page.text
+    summary = html[
+        html.index('id="error-summary"') : html.index("</div>", html.index('id="error-summary"'))
+    ]
+    assert 'role="alert"' in html[html.index("<div", html.index("<h1>")) :][:200]
+    assert said.replace("'", "&#39;") in summary, summary
+    assert f'href="#f-{field}"' in summary if field else 'href="#queue-filters"' in summary
+    if field and field not in ("page",):
+        assert re.search(rf'id="f-{field}"[^>]*aria-invalid="true"', html), field
+        assert f'id="f-{field}-error"' in html
+    # No list answered a question that was not asked...
+    assert not re.findall(r'name="code" value="([A-Z0-9-]+)"', html)
+    assert "Fix the filters above to see the queue." in html
+    # ...and the form is still there with the good value kept, and works once fixed.
+    assert 'id="queue-filters"' in html
+    assert 'name="q" value="late"' in html
+    fixed = client.get("/staff/queue?q=late", headers=BROWSER)
+    assert fixed.status_code == 200
+    assert 'id="error-summary"' not in fixed.text
+    assert re.findall(r'name="code" value="([A-Z0-9-]+)"', fixed.text) == [codes["late"]]
+
+
+def test_queue_page_takes_every_filter_its_form_sends(client, city) -> None:
+    codes = seed_queue(city)
+    staff = make_account(city, "staff")
+    login(client, staff.email)
+    everything = (
+        "q=&status=open&sub_status=&service=GRAFFITI&district=&priority=3&assigned=any"
+        "&late=1&page=1&done=2+updated"
+    )
+    page = client.get(f"/staff/queue?{everything}", headers=BROWSER)
+    assert page.status_code == 200, page.text[:500]
+    assert re.findall(r'name="code" value="([A-Z0-9-]+)"', page.text) == [codes["late"]]
+    assert "2 updated." in page.text
+
+
 def test_staff_request_page_updates_with_templates_notes_and_replies(client, city) -> None:
     codes = seed_queue(city)
     with unit_of_work(city.session_factory) as session:

@@ -55,6 +55,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         finally:
             runtime.jobs.stop_consumer()
             await runtime.events.disconnect()
+            await runtime.aclose()  # what requests opened on this loop (status lookups)
 
     app = FastAPI(
         title="Townhall",

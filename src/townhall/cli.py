@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from townhall.config import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(
     name="townhall",
@@ -144,8 +147,10 @@ def serve(
             **fast,  # type: ignore[arg-type]
         )
         return
+    web_app = create_app(runtime.settings, runtime=runtime)
+    warm_up(web_app)
     config = uvicorn.Config(
-        create_app(runtime.settings, runtime=runtime),
+        web_app,
         host=host,
         port=port,
         **fast,  # type: ignore[arg-type]
@@ -162,8 +167,36 @@ def _app_from_environment():  # noqa: ANN202 - FastAPI; uvicorn's factory for --
     from townhall.app import create_app
 
     app = create_app(load_settings())
+    warm_up(app)
     freeze_startup_heap()
     return app
+
+
+def warm_up(app: FastAPI) -> None:
+    """Do before serving the one-time work the first request to each route would otherwise
+    pay: build the OpenAPI document (cached on the app), compile every template, and let
+    FastAPI prepare every route (it builds each route's dependency model lazily, on the first
+    request that tries to match it, so the first unknown page walked and built all of them).
+
+    Measured on 2 busy cores, first request after start-up: `/api/openapi.json` 0.6-0.7 s,
+    a 404 page 0.3 s, `/` 60 ms (docs/operations.md). Reads nothing from the database and
+    writes nothing; called before `freeze_startup_heap`, so what it builds is frozen too.
+    """
+    app.openapi()
+    environment = app.state.templates.env
+    for name in environment.list_templates():
+        environment.get_template(name)
+    # A path no route has: matching it walks, and so prepares, every route (nothing runs).
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/\x00/\x00/\x00/\x00/\x00/\x00/\x00/\x00",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+    }
+    for route in app.router.routes:
+        route.matches(scope)
 
 
 def freeze_startup_heap() -> None:

@@ -21,6 +21,9 @@ from pydantic_settings import (
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-insecure-secret-key"})
 DEVELOPMENT_SECRET = "dev-insecure-secret-key"  # noqa: S105 - refused in production
+# OWASP's minimum Argon2id parameters (19 MiB, 2 passes); the defaults are above them.
+MIN_PRODUCTION_HASH_MEMORY_KIB = 19456
+MIN_PRODUCTION_HASH_TIME_COST = 2
 # A rate limit setting: requests per period (townhall.ratelimit reads it).
 RATE_PATTERN = r"^[1-9][0-9]*/(second|minute|hour|day)$"
 
@@ -89,6 +92,16 @@ class Settings(BaseSettings):
     login_lockout_seconds: int = Field(
         900, ge=1, description="How long login is paused after too many failures."
     )
+    password_hash_memory_kib: int = Field(
+        65536,
+        ge=32,
+        description="Argon2id memory per password hash, in KiB (at least 19456 in production, "
+        "OWASP's floor). Each hash records its own parameters, so changing this never locks "
+        "anyone out.",
+    )
+    password_hash_time_cost: int = Field(
+        3, ge=1, description="Argon2id passes per password hash (at least 2 in production)."
+    )
     run_jobs_in_process: bool | None = Field(
         None,
         description="Run a job consumer thread inside `townhall serve`. Default: yes without "
@@ -97,6 +110,12 @@ class Settings(BaseSettings):
     query_timeout_seconds: float = Field(10.0, gt=0, description="Time limit of one data query.")
     query_row_cap: int = Field(10_000, ge=1, description="Most rows one data query returns.")
     duckdb_memory_limit: str = Field("2GB", description="DuckDB memory limit per connection.")
+    duckdb_query_memory_limit: str = Field(
+        "128MB",
+        description="Memory limit of the DuckDB instance that answers data queries; it bounds "
+        "the blocks it keeps cached between queries. Beyond it a big sort or group-by spills "
+        "to disk.",
+    )
     duckdb_threads: int = Field(
         os.cpu_count() or 2, ge=1, description="DuckDB threads per connection."
     )
@@ -264,6 +283,15 @@ class Settings(BaseSettings):
                 "TOWNHALL_SECRET_KEY is a placeholder or shorter than 16 characters; "
                 "set a long random value in production (python -c 'import secrets; "
                 "print(secrets.token_urlsafe(48))')"
+            )
+        if self.env == "production" and (
+            self.password_hash_memory_kib < MIN_PRODUCTION_HASH_MEMORY_KIB
+            or self.password_hash_time_cost < MIN_PRODUCTION_HASH_TIME_COST
+        ):
+            raise ValueError(
+                "TOWNHALL_PASSWORD_HASH_MEMORY_KIB must be at least "
+                f"{MIN_PRODUCTION_HASH_MEMORY_KIB} and TOWNHALL_PASSWORD_HASH_TIME_COST at "
+                f"least {MIN_PRODUCTION_HASH_TIME_COST} in production (OWASP's Argon2id floor)"
             )
         return self
 

@@ -1,16 +1,19 @@
 """Everything a process builds once from its settings: engine, sessions, lake, jobs, events.
 
-The web app, the worker and the CLI each build one `Runtime`; nothing is global.
+The web app, the worker and the CLI each build one `Runtime`; nothing else is global (the
+password hashing cost it sets is per process, the same for every runtime of one process).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from townhall.accounts.security import configure_password_hashing
 from townhall.config import Settings
 from townhall.db import make_engine, make_session_factory
 
@@ -23,8 +26,13 @@ if TYPE_CHECKING:
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        configure_password_hashing(
+            memory_kib=settings.password_hash_memory_kib,
+            time_cost=settings.password_hash_time_cost,
+        )
         # The data folder holds the lake, the job queue, keys and temp files on every backend.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._loop_closers: list[Callable[[], Awaitable[None]]] = []
 
     @cached_property
     def engine(self) -> Engine:
@@ -65,6 +73,18 @@ class Runtime:
         from townhall.datastore.lake import Lake
 
         return Lake(self.settings)
+
+    def close_with_loop(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Have `aclose` await `closer`: for clients made lazily on the serving event loop
+        (the status lookups' async database pool and Redis counter), which only that loop can
+        close. They open again if used after."""
+        if closer not in self._loop_closers:
+            self._loop_closers.append(closer)
+
+    async def aclose(self) -> None:
+        """Close what was made on the serving loop; the app's lifespan calls it as it ends."""
+        for closer in self._loop_closers:
+            await closer()
 
     def close(self) -> None:
         if "jobs" in self.__dict__:

@@ -10,11 +10,22 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 _password_hash = PasswordHash((Argon2Hasher(),))
-# Hashing a dummy password on unknown emails keeps login time the same for every email.
-_DUMMY_HASH = _password_hash.hash("timing-equaliser-not-a-password")
+# Hashing a dummy password on unknown emails keeps login time the same for every email; made on
+# first use with the configured cost (at import it cost every CLI command a fifth of a second).
+_dummy_hash: str | None = None
 
 TOKEN_PREFIX = "th_"  # noqa: S105 - a prefix, not a secret
 MIN_PASSWORD_LENGTH = 10
+
+
+def configure_password_hashing(*, memory_kib: int, time_cost: int) -> None:
+    """Set the Argon2id cost of new hashes (settings `password_hash_*`; the runtime calls
+    this). Existing hashes keep verifying: each one carries the parameters it was made with."""
+    global _password_hash, _dummy_hash
+    _password_hash = PasswordHash(
+        (Argon2Hasher(memory_cost=memory_kib, time_cost=time_cost),)
+    )
+    _dummy_hash = None
 
 
 def hash_password(password: str) -> str:
@@ -22,8 +33,11 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
+    global _dummy_hash
     if not password_hash:
-        _password_hash.verify(password, _DUMMY_HASH)
+        if _dummy_hash is None:
+            _dummy_hash = _password_hash.hash("timing-equaliser-not-a-password")
+        _password_hash.verify(password, _dummy_hash)
         return False
     return _password_hash.verify(password, password_hash)
 

@@ -219,10 +219,13 @@ def delete_dataset(session: Session, *, actor: Actor, slug: str) -> Dataset:
     return dataset
 
 
-def set_dataset_state(session: Session, *, actor: Actor, slug: str, state: str) -> Dataset:
+def set_dataset_state(
+    session: Session, *, actor: Actor, slug: str, state: str, reason: str = ""
+) -> Dataset:
     """Move a dataset's record through the publication workflow (draft, in_review, approved,
     published, withdrawn); the rules (review, licence, steward, classification) are
-    `townhall.governance.workflow.check_state_change`, which raises when a move is refused."""
+    `townhall.governance.workflow.check_state_change`, which raises when a move is refused.
+    `reason`, when given, is kept in the audit entry (a withdrawal the system made)."""
     # Imported here: governance reads the catalog, so a module-level import would be a cycle.
     from townhall.governance.workflow import check_state_change
 
@@ -242,7 +245,11 @@ def set_dataset_state(session: Session, *, actor: Actor, slug: str, state: str) 
             action="dataset.state",
             object_type="dataset",
             object_id=dataset.id,
-            changes={"state": [dataset.state, state], **review},
+            changes={
+                "state": [dataset.state, state],
+                **review,
+                **({"reason": reason} if reason else {}),
+            },
         )
         dataset.state = state
         dataset.updated_at = utcnow()

@@ -16,7 +16,7 @@ from townhall.catalog.models import Dataset
 from townhall.db import utcnow
 from townhall.errors import NotFoundError, PermissionDenied, TownhallError
 from townhall.governance import queries
-from townhall.governance.classification import detect_column, rank
+from townhall.governance.classification import OPEN_DATA_BLOCKERS, detect_column, rank
 from townhall.governance.models import (
     CLASSIFICATIONS,
     ORIGINS,
@@ -90,6 +90,10 @@ def classify_dataset(
     Anyone who may edit the dataset may make it or a column *more* protected; making either
     less protected than it was (declared, or detected from a column's name) needs
     `governance:manage`. Raises TownhallError 422 for an unknown level.
+
+    When the declaration makes a published open dataset hold personal data (the dataset
+    declared personal or sensitive, or such a column that a readable version carries), the
+    dataset is withdrawn in the same transaction (`withdraw_exposed`).
     """
     dataset = _dataset(session, slug)
     _require_edit(actor, dataset)
@@ -145,7 +149,36 @@ def classify_dataset(
         object_id=dataset.id,
         changes={**changes, **({"note": note} if note else {})},
     )
+    withdraw_exposed(session, actor=actor, dataset=dataset)
     return dataset
+
+
+def withdraw_exposed(session: Session, *, actor: Actor, dataset: Dataset) -> str | None:
+    """Withdraw `dataset` at once if it is published as open data while its classification
+    says it holds personal data; returns the reason given, or None when nothing was exposed.
+
+    Blocking only the next version would leave the personal column public until then. A
+    column declared ahead of any version that carries it exposes nothing, so it withdraws
+    nothing (it still blocks the version that would bring it). The `dataset.state` entry
+    carries the reason; publishing again goes through the normal workflow and its checks.
+    """
+    if dataset.state != "published" or dataset.visibility != "public":
+        return None
+    classification = queries.classification_of(session, dataset)
+    reasons = []
+    if classification.dataset_level in OPEN_DATA_BLOCKERS:
+        reasons.append(f"the dataset is classified {classification.dataset_level}")
+    readable = queries.readable_columns(session, dataset)
+    exposed = [name for name in classification.blocking_columns if name in readable]
+    if exposed:
+        reasons.append("columns classified personal or sensitive: " + ", ".join(exposed))
+    if not reasons:
+        return None
+    reason = "Withdrawn from open data: " + "; ".join(reasons) + "."
+    catalog_actions.set_dataset_state(
+        session, actor=actor, slug=dataset.slug, state="withdrawn", reason=reason
+    )
+    return reason
 
 
 def mark_operational(

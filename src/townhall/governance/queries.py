@@ -93,6 +93,17 @@ def classification_of(session: Session, dataset: Dataset) -> Classification:
     return Classification(level, effective, columns)
 
 
+def readable_columns(session: Session, dataset: Dataset) -> set[str]:
+    """The columns of every version of `dataset` a reader may still ask for: the published
+    ones and the superseded ones (`?version=N`), not versions withdrawn one by one."""
+    return {
+        column["name"]
+        for version in catalog_queries.versions(session, dataset.id)
+        if version.status != "withdrawn"
+        for column in version.columns or ()
+    }
+
+
 def retention_runs(session: Session, limit: int = 50) -> list[RetentionRun]:
     return list(
         session.scalars(select(RetentionRun).order_by(RetentionRun.started_at.desc()).limit(limit))

@@ -40,7 +40,10 @@ class TriageInput(StrictInput):
 EARLIEST_AS_OF, LATEST_AS_OF = 1971, 2199
 
 
-def _clock(request: Request, db: DbSession, as_of: Any) -> queries.Clock:
+def insights_clock(request: Request, db: DbSession, as_of: AsOf = None) -> queries.Clock:
+    """The instant every indicator of a request is computed at: `?as_of=` (with a time zone)
+    or the default of `queries.clock`. One dependency for every endpoint, so each reads,
+    bounds and documents `as_of` the same way; FastAPI caches it per request."""
     # Windows reach two years back from `as_of`: keep them inside the calendar.
     if as_of is not None and not EARLIEST_AS_OF <= as_of.year <= LATEST_AS_OF:
         raise TownhallError(
@@ -52,9 +55,16 @@ def _clock(request: Request, db: DbSession, as_of: Any) -> queries.Clock:
     return queries.clock(db, request.app.state.settings.insights_timezone, as_of=as_of)
 
 
+# Declared after the caller's permission in each route, so an anonymous call is refused
+# before its `as_of` is looked at.
+At = Annotated[queries.Clock, Depends(insights_clock)]
+Days = Annotated[int, Query(ge=7, le=730, description="How many days back.")]
+Unit = Annotated[Literal["day", "week"], Query(description="Count per local day or week.")]
+
+
 @router.get("/backlog", summary="Open requests by service, office, sub-status, age and SLA")
-def backlog(request: Request, db: DbSession, _actor: Reader, as_of: AsOf = None) -> dict:
-    return {"ok": True, **queries.backlog(db, _clock(request, db, as_of))}
+def backlog(db: DbSession, _actor: Reader, at: At) -> dict:
+    return {"ok": True, **queries.backlog(db, at)}
 
 
 @router.get(
@@ -62,28 +72,21 @@ def backlog(request: Request, db: DbSession, _actor: Reader, as_of: AsOf = None)
     summary="Requests resolved per staff member and office per week, median time to resolve",
 )
 def productivity(
-    request: Request,
-    db: DbSession,
-    actor: Worker,
-    weeks: Annotated[int, Query(ge=1, le=52)] = 8,
-    as_of: AsOf = None,
+    db: DbSession, actor: Worker, at: At, weeks: Annotated[int, Query(ge=1, le=52)] = 8
 ) -> dict:
-    at = _clock(request, db, as_of)
     return {"ok": True, **queries.productivity(db, at, weeks=weeks, names_for=actor)}
 
 
 @router.get("/demand", summary="Requests per day or week, in total or by service or district")
 def demand(
-    request: Request,
     db: DbSession,
     _actor: Reader,
-    days: Annotated[int, Query(ge=7, le=730)] = 90,
-    unit: Literal["day", "week"] = "day",
+    at: At,
+    days: Days = 90,
+    unit: Unit = "day",
     by: Literal["total", "service", "district"] = "total",
     top: Annotated[int, Query(ge=1, le=100)] = 20,
-    as_of: AsOf = None,
 ) -> dict:
-    at = _clock(request, db, as_of)
     grouping = None if by == "total" else by
     return {
         "ok": True,
@@ -116,18 +119,16 @@ def forecast_body(
 
 @router.get("/forecast", summary="Forecast of daily or weekly requests with prediction intervals")
 def forecast(
-    request: Request,
     db: DbSession,
     _actor: Reader,
+    at: At,
     service: Annotated[str | None, Query(max_length=64)] = None,
     weeks: Annotated[int, Query(ge=1, le=8)] = 4,
-    unit: Literal["day", "week"] = "day",
+    unit: Unit = "day",
     level: Annotated[float, Query(ge=0.5, le=0.99)] = 0.95,
-    as_of: AsOf = None,
 ) -> dict:
     if service is not None and request_queries.service_by_code(db, service) is None:
         raise NotFoundError("service", service)
-    at = _clock(request, db, as_of)
     result, days, values = queries.forecast(db, at, service=service, weeks=weeks, level=level)
     return {
         "ok": True,
@@ -138,26 +139,19 @@ def forecast(
 
 
 @router.get("/alerts", summary="Spikes today against the last 28 days (robust z-score)")
-def alerts(request: Request, db: DbSession, _actor: Reader, as_of: AsOf = None) -> dict:
-    return {"ok": True, **queries.alerts(db, _clock(request, db, as_of))}
+def alerts(db: DbSession, _actor: Reader, at: At) -> dict:
+    return {"ok": True, **queries.alerts(db, at)}
 
 
 @router.get(
     "/areas",
     summary="Per district: demand per 1,000 residents, response times, SLA breaches, equity gaps",
 )
-def areas(
-    request: Request,
-    db: DbSession,
-    actor: Reader,
-    days: Annotated[int, Query(ge=7, le=730)] = 365,
-    as_of: AsOf = None,
-) -> dict:
+def areas(request: Request, db: DbSession, actor: Reader, at: At, days: Days = 365) -> dict:
     settings = request.app.state.settings
     population = queries.district_population(
         db, request.app.state.runtime, actor, settings.insights_population_dataset
     )
-    at = _clock(request, db, as_of)
     return {"ok": True, **queries.areas(db, at, days=days, population=population)}
 
 
@@ -166,16 +160,15 @@ def staffing(
     request: Request,
     db: DbSession,
     _actor: Reader,
+    at: At,
     weeks: Annotated[int, Query(ge=1, le=26)] = 8,
     office: Annotated[str | None, Query(max_length=100)] = None,
     target_seconds: Annotated[int | None, Query(ge=1, le=86_400)] = None,
     target_level: Annotated[float | None, Query(gt=0, lt=1)] = None,
-    as_of: AsOf = None,
 ) -> dict:
     settings = request.app.state.settings
     if office is not None and directory_queries.location_by_slug(db, office) is None:
         raise NotFoundError("office", office)
-    at = _clock(request, db, as_of)
     return {
         "ok": True,
         **queries.staffing(

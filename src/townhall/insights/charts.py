@@ -1,11 +1,10 @@
 """Server-side SVG charts: horizontal bars, a line with a forecast band, a weekday x hour heatmap.
 
-Each builder lays out shapes in plain numbers; `templates/insights/_charts.html` draws them as
-inline SVG (no script), with the same numbers as a table for screen readers and for anyone
-who wants them. The catalog's chart (`catalog.views`) draws from DuckDB queries on one
-dataset column with fixed element ids (one chart per page); these take plain series and carry
-their own id, so a dashboard can hold several. The CSS classes are the catalog's, so both look
-alike.
+Each builder lays out shapes in plain numbers; the shared macro `web/templates/_charts.html`
+draws them as inline SVG (no script), with the same numbers as a table for screen readers and
+for anyone who wants them. The same macro draws the catalog's chart (`catalog.views`: DuckDB
+queries on one dataset column, one chart per page, so fixed element ids); these take plain
+series and carry their own id, so a dashboard can hold several.
 """
 
 from __future__ import annotations

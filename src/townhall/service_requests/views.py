@@ -8,6 +8,7 @@ or from the cookie set when they submitted on this browser.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData, QueryParams, UploadFile
 
 from townhall.accounts import queries as account_queries
 from townhall.accounts.auth import PublicActor, check_csrf, requires
@@ -484,60 +485,135 @@ def attachment(
 # Staff: the queue ------------------------------------------------------------------------------
 
 
+# The queue page's filters and their defaults: what its form sends, plus `page` and `done`
+# (the message after a bulk change). The JSON API (`GET /api/v1/queue`) takes the same filters
+# under its own names and lists.
+QUEUE_DEFAULTS: dict[str, str] = {
+    "q": "", "status": "open", "sub_status": "", "service": "", "district": "", "priority": "",
+    "assigned": "any", "late": "", "page": "1", "done": "",
+}  # fmt: skip
+_QUEUE_CHOICES: dict[str, tuple[str, ...]] = {
+    "status": ("open", "closed", "any"),
+    "sub_status": ("", *SUB_STATUSES),
+    "priority": ("", *map(str, PRIORITIES)),
+    "assigned": ("any", "me", "none"),
+    "late": ("", "1", "0", "true", "false", "on", "off", "yes", "no"),
+}
+_QUEUE_LIMITS = {"q": 200, "service": 64, "district": 40, "done": 200}
+
+
+@dataclass
+class QueueQuery:
+    """The queue page's query string, read: `params` holds the form's values with every bad
+    one back at its default (so the form can be sent again as it stands), `problems` says
+    what was wrong, parameter by parameter, in the order given."""
+
+    params: dict[str, str]
+    problems: dict[str, str]
+
+    @property
+    def late(self) -> bool:
+        return self.params["late"] in ("1", "true", "on", "yes")
+
+    @property
+    def page(self) -> int:
+        return int(self.params["page"])
+
+
+def read_queue_query(
+    query: QueryParams, *, services: Iterable[str], districts: Iterable[str]
+) -> QueueQuery:
+    """Check the queue page's query string (`request.query_params`) as the API checks its own:
+    an unknown parameter or a value no request can have is named, never dropped, because a
+    dropped filter answers a different question than the one asked (the whole queue)."""
+    params = dict(QUEUE_DEFAULTS)
+    problems: dict[str, str] = {}
+    known_services, known_districts = set(services), set(districts)
+    for name in dict.fromkeys(query.keys()):
+        values = query.getlist(name)
+        if name not in QUEUE_DEFAULTS:
+            problems[name] = (
+                f"{name!r} is not a filter of the queue; it filters by "
+                + ", ".join(n for n in QUEUE_DEFAULTS if n != "done")
+                + "."
+            )
+            continue
+        if len(values) > 1:
+            problems[name] = f"{name}: give one value, not {len(values)}."
+            continue
+        value = values[0].strip()
+        choices = _QUEUE_CHOICES.get(name)
+        if choices is not None and value not in choices:
+            allowed = ", ".join(c for c in choices if c) or "nothing"
+            problems[name] = f"{name}: unknown value {value!r}; one of {allowed}."
+        elif len(value) > _QUEUE_LIMITS.get(name, 200):
+            problems[name] = f"{name}: at most {_QUEUE_LIMITS.get(name, 200)} characters."
+        elif name == "page" and not (value.isdigit() and 1 <= int(value) <= 100_000):
+            problems[name] = f"page: {value!r} is not a page number (1 to 100000)."
+        elif name == "service" and value and value not in known_services:
+            problems[name] = f"service: no request type has the code {value!r}."
+        elif name == "district" and value and value not in known_districts:
+            problems[name] = f"district: no request is in district {value!r}."
+        else:
+            params[name] = value
+    return QueueQuery(params, problems)
+
+
 @router.get("/staff/queue", response_class=HTMLResponse)
-def queue_page(
-    request: Request,
-    db: DbSession,
-    actor: Worker,
-    status: Annotated[str, Query(pattern="^(open|closed|any)$")] = "open",
-    sub_status: Annotated[str, Query(max_length=30)] = "",
-    service: Annotated[str, Query(max_length=64)] = "",
-    district: Annotated[str, Query(max_length=40)] = "",
-    priority: Annotated[str, Query(max_length=1)] = "",
-    assigned: Annotated[str, Query(pattern="^(any|me|none)$")] = "any",
-    late: bool = False,
-    q: Annotated[str, Query(max_length=200)] = "",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    done: Annotated[str, Query(max_length=200)] = "",
-) -> HTMLResponse:
-    """Open requests by priority, then by how close they are to their deadline."""
-    filters = queue_filter(
-        actor,
-        sub_status=[sub_status] if sub_status else None,
-        service_code=[service] if service else None,
-        district=[district] if district else None,
-        priority=[int(priority)] if priority.isdigit() else None,
-        assigned=assigned,
-        late=late,
-        status=status,
-        q=q,
+def queue_page(request: Request, db: DbSession, actor: Worker) -> HTMLResponse:
+    """Open requests by priority, then by how close they are to their deadline.
+
+    A filter it does not know, or a value no request can have, gets the page back with status
+    422, the problem named above the form (which keeps every good value) and no list: the
+    same rule as the API's 422, said in a page.
+    """
+    services = queries.list_services(db, include_inactive=True)
+    districts = queries.district_codes(db)
+    read = read_queue_query(
+        request.query_params, services=[s.code for s in services], districts=districts
     )
-    rows, total = queries.list_requests(
-        db,
-        filters,
-        sort="queue",
-        limit=QUEUE_PAGE_SIZE,
-        offset=(page - 1) * QUEUE_PAGE_SIZE,
-        with_total=True,
-    )
+    params = read.params
+    rows: list[ServiceRequest] = []
+    total = 0
+    if not read.problems:
+        priority = params["priority"]
+        filters = queue_filter(
+            actor,
+            sub_status=[params["sub_status"]] if params["sub_status"] else None,
+            service_code=[params["service"]] if params["service"] else None,
+            district=[params["district"]] if params["district"] else None,
+            priority=[int(priority)] if priority else None,
+            assigned=params["assigned"],
+            late=read.late,
+            status=params["status"],
+            q=params["q"],
+        )
+        rows, found = queries.list_requests(
+            db,
+            filters,
+            sort="queue",
+            limit=QUEUE_PAGE_SIZE,
+            offset=(read.page - 1) * QUEUE_PAGE_SIZE,
+            with_total=True,
+        )
+        total = found or 0
     now = utcnow()
-    params = {
-        "status": status, "sub_status": sub_status, "service": service, "district": district,
-        "priority": priority, "assigned": assigned, "late": "1" if late else "", "q": q,
-    }  # fmt: skip
-    query_string = urlencode({k: v for k, v in params.items() if v})
+    shown = {k: v for k, v in params.items() if k not in ("page", "done")}
+    shown["late"] = "1" if read.late else ""
+    query_string = urlencode({k: v for k, v in shown.items() if v})
     return render(
         request,
         "requests/queue.html",
         {
             "rows": [(r, _sla(r, now)) for r in rows],
-            "total": total or 0,
-            "page": page,
-            "pages": max(1, -(-(total or 0) // QUEUE_PAGE_SIZE)),
-            "params": params,
+            "total": total,
+            "page": read.page,
+            "pages": max(1, -(-total // QUEUE_PAGE_SIZE)),
+            "params": shown,
+            "problems": read.problems,
             "query_string": query_string,
-            "services": queries.list_services(db, include_inactive=True),
-            "districts": queries.district_codes(db),
+            "services": services,
+            "districts": districts,
             "labels": SUB_STATUSES,
             "priorities": PRIORITIES,
             "counts": queries.queue_counts(
@@ -546,8 +622,9 @@ def queue_page(
                 if actor.can("system:admin")
                 else sorted(actor.organization_ids),
             ),
-            "done": done,
+            "done": params["done"],
         },
+        status_code=422 if read.problems else 200,
         actor=actor,
     )
 

@@ -140,8 +140,9 @@ def test_every_version_is_a_parquet_file(lake: Lake) -> None:
 
 
 def test_extensions_load_from_packages_without_network(
-    lake_settings: Settings, offline: None
+    lake_settings: Settings, offline: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(lake_module, "_verified_extensions", {})  # as in a new process
     scanner = "postgres_scanner" if lake_settings.is_postgres else "sqlite_scanner"
     with Lake(lake_settings) as lake, lake.connect() as con:
         loaded = dict(
@@ -153,7 +154,7 @@ def test_extensions_load_from_packages_without_network(
             con.execute(
                 "SELECT name, value FROM duckdb_settings() WHERE name IN "
                 "('autoinstall_known_extensions', 'autoload_known_extensions', "
-                "'allow_unsigned_extensions', 'extension_directory')"
+                "'extension_directory')"
             ).fetchall()
         )
     for name in ("ducklake", scanner):
@@ -162,9 +163,43 @@ def test_extensions_load_from_packages_without_network(
     assert settings == {
         "autoinstall_known_extensions": "false",
         "autoload_known_extensions": "false",
-        "allow_unsigned_extensions": "false",
         "extension_directory": str(lake.extension_directory),
     }
+
+
+def test_an_extension_is_checked_once_per_process_unless_its_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first instance checks each extension's signature; later ones load the same,
+    unchanged packaged files without checking again; a file that is not the checked one
+    (here a tampered copy) is checked, and refused."""
+    monkeypatch.setattr(lake_module, "_verified_extensions", {})
+
+    def unsigned_allowed(con: duckdb.DuckDBPyConnection) -> bool:
+        return bool(
+            con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0]
+        )
+
+    def unsigned_allowed_in_new(lake: Lake) -> bool:
+        with lake.connect() as con:
+            return unsigned_allowed(con)
+
+    with Lake(Settings(data_dir=tmp_path / "first")) as first:
+        assert unsigned_allowed(first._cursor()) is False  # the first instance: checked
+        assert unsigned_allowed_in_new(first) is True  # already checked, unchanged
+    with Lake(Settings(data_dir=tmp_path / "second")) as second:
+        assert unsigned_allowed_in_new(second) is True  # the same packaged files
+    tampered = Lake(Settings(data_dir=tmp_path / "tampered"))
+    lake_module.prepare_extension_directory(tampered.extension_directory)
+    version, platform = lake_module.duckdb_build()
+    entry = tampered.extension_directory / version / platform / "ducklake.duckdb_extension"
+    content = bytearray(entry.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    entry.unlink()
+    entry.write_bytes(bytes(content))
+    tampered._extensions_ready = True  # as laid out; laying out again would relink the entry
+    with pytest.raises(duckdb.Error, match="signature"):
+        tampered.connect()
 
 
 def test_extension_directory_is_idempotent(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ counters.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -146,6 +147,110 @@ def test_unreachable_redis_lets_requests_through() -> None:
     )
     assert limiter.check("sql", "ip:1").allowed
     assert limiter.check("sql", "ip:1").allowed
+
+    async def twice() -> list[bool]:
+        try:
+            return [(await limiter.check_async("sql", "ip:1")).allowed for _ in range(2)]
+        finally:
+            await limiter.aclose()
+
+    assert asyncio.run(twice()) == [True, True]
+
+
+# On the event loop (the async status lookups) ------------------------------------------------
+
+
+def test_memory_backend_counts_the_same_on_the_loop() -> None:
+    clock = FakeClock()
+    backend = MemoryBackend(clock)
+
+    async def hits() -> list[bool]:
+        return [(await backend.hit_async("reads:ip:1", 2, 60)).allowed for _ in range(2)]
+
+    assert asyncio.run(hits()) == [True, True]
+    assert not backend.hit("reads:ip:1", 2, 60).allowed  # one window for both paths
+
+
+def test_redis_async_hits_share_the_sync_count_and_follow_the_loop(redis_prefix: str) -> None:
+    """`hit_async` runs the same script on the same key as `hit`; each event loop gets
+    connections of its own (a connection is bound to the loop that made it), closed by
+    `aclose`."""
+    backend = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    counters = []
+
+    async def hit_on_a_new_loop() -> int:
+        try:
+            decision = await backend.hit_async("reads:ip:9", 3, 60)
+            counters.append(backend._counter)
+            return decision.count
+        finally:
+            await backend.aclose()
+
+    try:
+        assert backend.hit("reads:ip:9", 3, 60).count == 1
+        assert asyncio.run(hit_on_a_new_loop()) == 2
+        assert asyncio.run(hit_on_a_new_loop()) == 3
+        refused = backend.hit("reads:ip:9", 3, 60)
+        assert not refused.allowed
+        assert refused.count == 4
+    finally:
+        backend.close()
+    assert len(counters) == 2
+    assert counters[0] is not counters[1]
+    assert backend._counter is None  # closed and forgotten
+
+
+def test_redis_async_hit_loads_a_script_the_server_does_not_know(redis_prefix: str) -> None:
+    """After a Redis restart (or SCRIPT FLUSH) EVALSHA is refused: the script runs by EVAL,
+    which caches it again. Here the counter asks for a SHA no server knows."""
+    from townhall.ratelimit import _LoopCounter
+
+    async def hits() -> list[int]:
+        counter = _LoopCounter(REDIS_URL, "0" * 40)
+        try:
+            return [
+                int((await counter.hit(f"{redis_prefix}reads:ip:5", 60_000))[0]) for _ in range(2)
+            ]
+        finally:
+            await counter.aclose()
+
+    assert asyncio.run(hits()) == [1, 2]
+
+
+def test_enforce_async_refuses_in_the_same_terms(redis_prefix: str) -> None:
+    from starlette.requests import Request
+
+    from townhall.actor import ANONYMOUS
+    from townhall.errors import TownhallError
+
+    limiter = RateLimiter(RedisBackend.from_url(REDIS_URL, prefix=redis_prefix), {"reads": (1, 60)})
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v1/requests/RVT-1",
+        "headers": [],
+        "client": ("192.0.2.7", 5000),
+    }
+
+    async def twice() -> TownhallError:
+        try:
+            await limiter.enforce_async(Request(scope), ANONYMOUS)
+            with pytest.raises(TownhallError) as refused:
+                await limiter.enforce_async(Request(scope), ANONYMOUS)
+            return refused.value
+        finally:
+            await limiter.aclose()
+
+    try:
+        error = asyncio.run(twice())
+        assert error.status == 429
+        assert "at most 1 per minute" in error.message
+        assert 1 <= int(error.headers["Retry-After"]) <= 60
+        counter = redis.Redis.from_url(REDIS_URL)
+        assert int(counter.get(f"{redis_prefix}reads:ip:192.0.2.7")) == 2
+        counter.close()
+    finally:
+        limiter.backend.close()
 
 
 # Over HTTP ------------------------------------------------------------------------------------

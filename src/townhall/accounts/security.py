@@ -22,9 +22,7 @@ def configure_password_hashing(*, memory_kib: int, time_cost: int) -> None:
     """Set the Argon2id cost of new hashes (settings `password_hash_*`; the runtime calls
     this). Existing hashes keep verifying: each one carries the parameters it was made with."""
     global _password_hash, _dummy_hash
-    _password_hash = PasswordHash(
-        (Argon2Hasher(memory_cost=memory_kib, time_cost=time_cost),)
-    )
+    _password_hash = PasswordHash((Argon2Hasher(memory_cost=memory_kib, time_cost=time_cost),))
     _dummy_hash = None
 
 

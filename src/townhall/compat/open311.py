@@ -54,7 +54,10 @@ from townhall.service_requests.api import (
     request_client_hash,
     run_status_lookup,
     status_caller,
+    status_caller_async,
     status_connection,
+    status_lookup_is_async,
+    status_read,
 )
 from townhall.service_requests.lifecycle import SUB_STATUSES
 from townhall.service_requests.models import RequestService, ServiceRequest
@@ -564,6 +567,38 @@ def _one_request(
     return _respond(fmt, "service_requests", documents)
 
 
+async def _one_request_async(
+    service_request_id: str, fmt: str, request: Request, jurisdiction: str | None
+) -> Response:
+    """`_one_request` without extensions for an anonymous caller on PostgreSQL, on the event
+    loop (`status_lookup_is_async`): the same checks in the same order, the same query."""
+    await status_caller_async(request)
+    fmt = _format(fmt)
+    _check_jurisdiction(request, jurisdiction)
+    row = await status_read(request, queries.request_status_async, service_request_id)
+    if row is None or row.hidden:
+        raise Open311Error(
+            404, f"service_request_id {service_request_id!r} was not found.", "request_not_found"
+        )
+    base_url = request.app.state.settings.base_url
+    return _respond(fmt, "service_requests", [status_row_document(row, base_url)])
+
+
+async def _read_one(
+    service_request_id: str,
+    fmt: str,
+    request: Request,
+    jurisdiction: str | None,
+    extensions: str | None,
+) -> Response:
+    if not _truthy(extensions) and status_lookup_is_async(request):
+        return await _one_request_async(service_request_id, fmt, request, jurisdiction)
+    return await run_status_lookup(
+        request,
+        lambda: _one_request(service_request_id, fmt, request, jurisdiction, extensions),
+    )
+
+
 @status_router.get(
     "/v2/requests/{service_request_id}.{fmt}", dependencies=[PUBLIC_STATUS], summary="One request"
 )
@@ -574,10 +609,7 @@ async def read_request(
     jurisdiction_id: Jurisdiction = None,
     extensions: Text = None,
 ) -> Response:
-    return await run_status_lookup(
-        request,
-        lambda: _one_request(service_request_id, fmt, request, jurisdiction_id, extensions),
-    )
+    return await _read_one(service_request_id, fmt, request, jurisdiction_id, extensions)
 
 
 @status_router.get(
@@ -593,10 +625,7 @@ async def read_request_singular(
     jurisdiction_id: Jurisdiction = None,
     extensions: Text = None,
 ) -> Response:
-    return await run_status_lookup(
-        request,
-        lambda: _one_request(service_request_id, fmt, request, jurisdiction_id, extensions),
-    )
+    return await _read_one(service_request_id, fmt, request, jurisdiction_id, extensions)
 
 
 @router.get("/v2/tokens/{token}.{fmt}", dependencies=[PUBLIC], summary="Request id from a token")

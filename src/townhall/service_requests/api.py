@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -18,10 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from townhall.accounts.auth import SESSION_COOKIE, PublicActor, current_actor, requires
 from townhall.accounts.permissions import mark_access
 from townhall.actor import ANONYMOUS, Actor
+from townhall.aiodb import AsyncReadPool
 from townhall.db import unit_of_work, utcnow
 from townhall.deps import DbSession
 from townhall.errors import NotFoundError, TownhallError
 from townhall.ratelimit import enforce as enforce_rate_limit
+from townhall.ratelimit import enforce_async as enforce_rate_limit_async
 from townhall.service_requests import actions, queries
 from townhall.service_requests.lifecycle import PRIORITIES, SUB_STATUSES, sla_state
 from townhall.service_requests.models import RequestService, ServiceRequest
@@ -222,7 +224,8 @@ Result = TypeVar("Result")
 async def _status_lookup_access() -> None:
     """The access marker (public) of routes that resolve their caller themselves, in the same
     thread and unit of work as their query or write: the status lookups (`status_caller`;
-    none at all for an anonymous caller of an embedded instance) and submissions."""
+    no thread at all for an anonymous caller, `run_status_lookup` and
+    `status_lookup_is_async`) and submissions."""
 
 
 public_status = mark_access(_status_lookup_access, "public")
@@ -246,9 +249,55 @@ def status_caller(request: Request) -> Actor:
         return current_actor(request, db, request.app.state.settings)
 
 
+def status_lookup_is_async(request: Request) -> bool:
+    """Whether this status lookup runs on the event loop with async I/O: an anonymous caller
+    (nothing to resolve, only the rate limiter to count) on PostgreSQL through psycopg (the
+    driver Townhall installs). Its one query goes through the app's `AsyncReadPool` and the
+    Redis counter through `redis.asyncio` (`status_read`, `status_caller_async`).
+
+    The thread path costs a hop to the thread pool and back, SQLAlchemy's pool checkout with
+    its pre-ping, two queries and a blocking Redis call: four or five round trips and, measured
+    in process, two to three times the CPU (docs/performance.md, "Load: service requests"). Callers
+    with a token or a session keep that path: resolving them may write.
+    """
+    dialect = request.app.state.runtime.read_engine.dialect
+    return dialect.driver == "psycopg" and _is_anonymous(request)
+
+
+async def status_caller_async(request: Request) -> Actor:
+    """`status_caller` for an anonymous caller on the event loop (`status_lookup_is_async`)."""
+    request.state.actor = ANONYMOUS
+    await enforce_rate_limit_async(request, ANONYMOUS)
+    return ANONYMOUS
+
+
+def status_read_pool(request: Request) -> AsyncReadPool:
+    """The app's async pool of the read database, made on first use; the app's lifespan closes
+    it, and the rate limiter's async Redis client, as it ends (`Runtime.aclose`)."""
+    state = request.app.state
+    pool: AsyncReadPool | None = getattr(state, "status_read_pool", None)
+    if pool is None:
+        runtime = state.runtime
+        pool = state.status_read_pool = AsyncReadPool(runtime.read_engine)
+        runtime.close_with_loop(pool.aclose)
+        if state.rate_limiter is not None:
+            runtime.close_with_loop(state.rate_limiter.aclose)
+    return pool
+
+
+async def status_read(
+    request: Request, read: Callable[[Any, Dialect, str], Awaitable[Result]], code: str
+) -> Result:
+    """`read(connection, dialect, code)` (`queries.request_status_async` or
+    `request_status_with_notes`) on a connection of the app's async read pool."""
+    pool = status_read_pool(request)
+    return await pool.run(lambda connection: read(connection, pool.dialect, code))
+
+
 async def run_status_lookup(request: Request, lookup: Callable[[], Result]) -> Result:
     """Run a status lookup on the event loop for an anonymous caller of an embedded instance
-    (SQLite, no Redis), in the thread pool otherwise.
+    (SQLite, no Redis), in the thread pool otherwise (on PostgreSQL, anonymous lookups take
+    `status_lookup_is_async` instead).
 
     SQLite answers an indexed read from its page cache in tens of microseconds, less than the
     hop to a thread costs under load, and a WAL reader never waits for a writer; in one
@@ -610,9 +659,20 @@ def _aware(value: datetime | None) -> datetime | None:
     dependencies=[PUBLIC_STATUS],
 )
 async def read_request(code: str, request: Request) -> Response:
-    """The status lookup residents poll: one query for the request, one for its public notes,
-    serialised by orjson straight from the rows (no ORM objects, no model validation)."""
+    """The status lookup residents poll: one query for the request, one for its public notes
+    (one for both for an anonymous caller on PostgreSQL), serialised by orjson straight from
+    the rows (no ORM objects, no model validation)."""
+    if status_lookup_is_async(request):
+        return await _status_response_async(request, code)
     return await run_status_lookup(request, lambda: _status_response(request, code))
+
+
+async def _status_response_async(request: Request, code: str) -> Response:
+    await status_caller_async(request)
+    row = await status_read(request, queries.request_status_with_notes, code)
+    if row is None or row.hidden:
+        raise NotFoundError("request", code)
+    return json_response(status_document(row, queries.notes_of(row)))
 
 
 def _status_response(request: Request, code: str) -> Response:

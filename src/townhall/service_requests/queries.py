@@ -19,10 +19,13 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal_column,
     null,
     or_,
     select,
+    true,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased, joinedload
 
@@ -49,6 +52,12 @@ def normalise_code(code: str) -> str:
     return code.strip().upper()
 
 
+def _looks_like_code(tracking_code: str) -> bool:
+    """False for what no tracking code holds and PostgreSQL refuses in a text parameter (a NUL
+    character: psycopg raises, and the lookup answered 500 instead of 404)."""
+    return "\x00" not in tracking_code
+
+
 def service_by_code(session: Session, code: str) -> RequestService | None:
     return session.scalar(select(RequestService).where(RequestService.code == code))
 
@@ -65,6 +74,8 @@ def list_services(session: Session, *, include_inactive: bool = False) -> list[R
 
 
 def request_by_code(session: Session, tracking_code: str) -> ServiceRequest | None:
+    if not _looks_like_code(tracking_code):
+        return None
     return session.scalar(
         select(ServiceRequest).where(ServiceRequest.tracking_code == normalise_code(tracking_code))
     )
@@ -152,11 +163,14 @@ class CompiledRead:
             found = self._sql[dialect.name] = (str(compiled), order)
         return found
 
-    def _processors_for(self, dialect: Dialect, description: Any) -> list[Any]:
+    def _processors_for(self, dialect: Dialect, cursor: Any) -> list[Any]:
         """Each column's result processor; some drivers' depend on the type the database
-        reports (psycopg's numbers), so they are built from the first cursor's description."""
+        reports (psycopg's numbers), so they are built from the first cursor's description
+        (read only then: psycopg builds a column object per column each time it is read, a
+        quarter of an async status lookup's CPU when it was read per query)."""
         found = self._processors.get(dialect.name)
         if found is None:
+            description = cursor.description
             found = self._processors[dialect.name] = [
                 _sqlite_utc
                 if dialect.name == "sqlite" and isinstance(c.type, UTCDateTime)
@@ -172,9 +186,26 @@ class CompiledRead:
         try:
             cursor.execute(sql, tuple(params[k] for k in order) if order is not None else params)
             rows = cursor.fetchall()
-            processors = self._processors_for(dialect, cursor.description)
+            processors = self._processors_for(dialect, cursor)
         finally:
             cursor.close()
+        return self._rows(rows, processors)
+
+    async def all_async(self, connection: Any, dialect: Dialect, **params: Any) -> list[Any]:
+        """`all` on a psycopg `AsyncConnection` (`townhall.aiodb`), on the event loop."""
+        sql, order = self._compiled(dialect)
+        cursor = connection.cursor()
+        try:
+            await cursor.execute(
+                sql, tuple(params[k] for k in order) if order is not None else params
+            )
+            rows = await cursor.fetchall()
+            processors = self._processors_for(dialect, cursor)
+        finally:
+            await cursor.close()
+        return self._rows(rows, processors)
+
+    def _rows(self, rows: list[Any], processors: list[Any]) -> list[Any]:
         make = self.row_type._make
         return [
             make(
@@ -206,6 +237,87 @@ _NOTES = CompiledRead(
 )  # fmt: skip
 
 
+# PostgreSQL only: the request and its public notes in one query, the notes as arrays in the
+# order of their history (a lateral aggregate always yields one row: NULL arrays for none).
+# The SQL keeps a superset of the public notes (kind, or a non-empty note); `notes_of` applies
+# `public_notes`' own test, so both paths keep exactly the same notes.
+_note_order = (RequestUpdate.at, RequestUpdate.id)
+_NOTE_ARRAYS = (
+    select(
+        func.array_agg(aggregate_order_by(RequestUpdate.at, *_note_order)).label("note_at"),
+        func.array_agg(aggregate_order_by(RequestUpdate.kind, *_note_order)).label("note_kind"),
+        func.array_agg(aggregate_order_by(RequestUpdate.to_sub_status, *_note_order)).label(
+            "note_sub_status"
+        ),
+        func.array_agg(aggregate_order_by(RequestUpdate.public_note, *_note_order)).label(
+            "note_text"
+        ),
+    )
+    .where(
+        RequestUpdate.request_id == ServiceRequest.id,
+        # Literals, not parameters: `CompiledRead` runs the SQL text compiled once.
+        or_(
+            RequestUpdate.kind.in_([literal_column(f"'{k}'") for k in sorted(PUBLIC_UPDATE_KINDS)]),
+            RequestUpdate.public_note != literal_column("''"),
+        ),
+    )
+    .lateral("public_notes")
+)
+_STATUS_WITH_NOTES = CompiledRead(
+    select(
+        *_STATUS_COLUMNS,
+        _NOTE_ARRAYS.c.note_at,
+        _NOTE_ARRAYS.c.note_kind,
+        _NOTE_ARRAYS.c.note_sub_status,
+        _NOTE_ARRAYS.c.note_text,
+    )
+    .join(RequestService, RequestService.id == ServiceRequest.service_id)
+    .outerjoin(Organization, Organization.id == ServiceRequest.organization_id)
+    .outerjoin(_Duplicate, _Duplicate.id == ServiceRequest.duplicate_of_id)
+    .join(_NOTE_ARRAYS, true())
+    .where(ServiceRequest.tracking_code == bindparam("tracking_code")),
+    "RequestStatusWithNotes",
+)
+PublicNote = namedtuple("PublicNote", ["at", "kind", "to_sub_status", "public_note"])
+
+
+def _is_public(kind: str, public_note: str | None) -> bool:
+    return kind in PUBLIC_UPDATE_KINDS or bool((public_note or "").strip())
+
+
+async def request_status_async(connection: Any, dialect: Dialect, tracking_code: str) -> Any:
+    """`request_status` on a psycopg `AsyncConnection` (PostgreSQL, on the event loop)."""
+    if not _looks_like_code(tracking_code):
+        return None
+    rows = await _STATUS.all_async(connection, dialect, tracking_code=normalise_code(tracking_code))
+    return rows[0] if rows else None
+
+
+async def request_status_with_notes(connection: Any, dialect: Dialect, tracking_code: str) -> Any:
+    """`request_status` and `public_notes` in one query (PostgreSQL, a psycopg
+    `AsyncConnection`): the row also has `note_at`, `note_kind`, `note_sub_status` and
+    `note_text`, arrays that `notes_of` turns into what `public_notes` returns."""
+    if not _looks_like_code(tracking_code):
+        return None
+    rows = await _STATUS_WITH_NOTES.all_async(
+        connection, dialect, tracking_code=normalise_code(tracking_code)
+    )
+    return rows[0] if rows else None
+
+
+def notes_of(row: Any) -> list[Any]:
+    """The public notes of a `request_status_with_notes` row, as `public_notes` gives them."""
+    if not row.note_at:
+        return []
+    return [
+        PublicNote(at, kind, sub_status, text)
+        for at, kind, sub_status, text in zip(
+            row.note_at, row.note_kind, row.note_sub_status, row.note_text, strict=True
+        )
+        if _is_public(kind, text)
+    ]
+
+
 def request_status(connection: Any, dialect: Dialect, tracking_code: str) -> Any | None:
     """The public columns of one request by tracking code (a named tuple), or None.
 
@@ -213,6 +325,8 @@ def request_status(connection: Any, dialect: Dialect, tracking_code: str) -> Any
     returned too (`hidden` says so): the caller decides what "not found" means.
     `media_attachment_id` is the first public attachment (Open311's `media_url`).
     """
+    if not _looks_like_code(tracking_code):
+        return None
     rows = _STATUS.all(connection, dialect, tracking_code=normalise_code(tracking_code))
     return rows[0] if rows else None
 
@@ -221,7 +335,7 @@ def public_notes(connection: Any, dialect: Dialect, request_id: int) -> list[Any
     """`history(public_only=True)` as named tuples of (at, kind, to_sub_status, public_note),
     on a DBAPI connection like `request_status`."""
     rows = _NOTES.all(connection, dialect, request_id=request_id)
-    return [r for r in rows if r.kind in PUBLIC_UPDATE_KINDS or (r.public_note or "").strip()]
+    return [r for r in rows if _is_public(r.kind, r.public_note)]
 
 
 @dataclass

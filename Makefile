@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Tests wait on databases, subprocesses and browsers as much as on the CPU: 4 workers on 2 cores.
+# Tests wait on databases, subprocesses and browsers as much as on the CPU: 4 workers on 2 cores;
+# `worksteal` lets an idle worker take tests queued on a busy one (a few tests take a minute).
 PYTEST_WORKERS ?= 4
 
 .PHONY: run test test-fast test-slow bench bench-load lint format venv system clean lock
@@ -30,11 +31,11 @@ run: $(STAMP)
 
 ## Set up (system packages included) and run every test: both backends, browser, two nodes, fuzzing
 test: $(STAMP) system
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" --dist worksteal --durations=25 $(PYTEST_ARGS)
 
 ## Only the quick suites (no browser, no multi-node)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow and not browser and not multinode" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow and not browser and not multinode" --dist worksteal $(PYTEST_ARGS)
 
 ## Long suites: soak, big data
 test-slow: $(STAMP) system

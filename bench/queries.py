@@ -239,6 +239,9 @@ class DuckRunner:
 @dataclass
 class Timing:
     samples: list[float] = field(default_factory=list)
+    first: float | None = None
+    """The warm-up: the first time this system was asked (Townhall keeps counts and aggregates of
+    a version once computed, so its timed runs of those are answered from memory)."""
     inside: list[float] = field(default_factory=list)
     """Server-reported query times, where the server reports them (Townhall's `elapsed_ms`)."""
     answer: Any = None
@@ -288,6 +291,7 @@ def run_queries(
         for name, runner in runners.items():
             try:
                 warm, timings[name].answer, _ = runner(spec)
+                timings[name].first = warm
                 log(f"  {spec.key:<11} {name:<10} warm-up {warm:8.3f} s")
             except Exception as error:
                 timings[name].error = str(error)[:300]

@@ -391,15 +391,25 @@ def standing_notes(rows: int, args: argparse.Namespace) -> list[str]:
         "Townhall and Datasette run as real servers (`townhall serve`, `datasette serve -i`) on "
         "loopback; times are the client's wall clock to the last byte, so they include HTTP "
         "and JSON. Raw DuckDB and the lake diagnostic run in process, without HTTP.",
-        "Townhall's `/rows` answers with a `total` when filtered (a second, counting query, "
-        "exact within 0.25 s, else estimated); Datasette counts too; the raw DuckDB page query "
-        "does not count.",
-        f"DuckDB threads: {args.threads}; Townhall's own settings otherwise (2 GB memory "
-        "limit, 10 s query time limit).",
+        "Townhall's `/rows` answers with a `total` when filtered (for one equality on a "
+        "category-like column, from the per-value counts recorded with its serving copy; "
+        "else a second, counting query, exact within 0.25 s, else estimated); Datasette counts "
+        "too; the raw DuckDB page query does not count.",
+        f"DuckDB threads: {args.threads}; Townhall's own settings otherwise "
+        f"({_default('duckdb_query_memory_limit')} memory limit for the query engine, "
+        f"{_default('duckdb_memory_limit')} for ingest, serving copies and downloads, "
+        f"{_default('query_timeout_seconds'):g} s query time limit).",
         "Datasette settings raised so it can answer at all: "
         + ", ".join(f"`{k}={v}`" for k, v in _datasette_settings().items())
         + "; `_nosuggest=1` on table requests (no facet suggestions).",
     ]
+
+
+def _default(name: str) -> Any:
+    """A Townhall setting's default (the bench runs Townhall with its defaults)."""
+    from townhall.config import Settings
+
+    return Settings.model_fields[name].default
 
 
 def _datasette_settings() -> dict[str, str]:

@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     query_row_cap: int = Field(10_000, ge=1, description="Most rows one data query returns.")
     duckdb_memory_limit: str = Field("2GB", description="DuckDB memory limit per connection.")
     duckdb_query_memory_limit: str = Field(
-        "128MB",
+        "96MB",
         description="Memory limit of the DuckDB instance that answers data queries; it bounds "
         "the blocks it keeps cached between queries. Beyond it a big sort or group-by spills "
         "to disk.",

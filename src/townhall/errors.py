@@ -46,6 +46,7 @@ ERROR_CODES: dict[str, str] = {
     "invalid_sql": "The SQL does not parse, or is not exactly one SELECT statement.",
     "sql_not_allowed": "The SQL uses a table, function or command that is not allowed.",
     "query_timeout": "The query ran past the time limit and was stopped.",
+    "query_out_of_memory": "The query needed more memory than one query may use.",
     "internal_error": "An unexpected error; it has been logged with the request id.",
     "invalid_transition": "The service request's lifecycle does not allow that status change.",
 }

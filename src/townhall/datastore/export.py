@@ -168,7 +168,11 @@ def export_table(
     # Unsorted: the lake's order, the same bytes on every node (a node's serving copy is sorted
     # by its cluster key, and a node may have none); see `download_engine`.
     unsorted = not request.sort
-    with engine.for_download(in_storage_order=unsorted) as download:
+    spatial = any(
+        c.get("type") == "geometry" or is_geometry(str(c.get("db_type") or ""))
+        for c in table.columns
+    )
+    with engine.for_download(in_storage_order=unsorted, spatial=spatial) as download:
         download, table = serve(download, table, from_lake=unsorted)
         binder = Binder()
         select = table_query(table, request, fmt, binder)

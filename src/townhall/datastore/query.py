@@ -5,14 +5,19 @@ with the catalog's visibility rules; the query then runs on the locked read-only
 (`engine`) against that snapshot only (`lake.main.r_<id> AT (VERSION => n)`).
 
 Filters, sorts and metrics are compiled to sqlglot expressions: column names are checked
-against the version's columns and quoted by sqlglot, values are bound parameters (`$n`), never
-SQL text. Rows are turned into JSON by DuckDB (`to_json`), so no value is converted row by row in
-Python.
+against the version's columns and quoted by sqlglot, and values are written as literals that
+sqlglot quotes (`Binder`: a string can only ever be a string constant), cast to the column's
+type. They are not bound parameters: DuckDB's Python client imports pandas and PyArrow to
+convert any parameter (measured: about 90 MB more resident memory per process and a second at
+the first filtered query). Rows are turned into JSON by DuckDB (`to_json`), so no value is
+converted row by row in Python.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import decimal
 import hashlib
 import json
 import re
@@ -40,7 +45,7 @@ from townhall.datastore.coltypes import (
     is_text,
     logical_type,
 )
-from townhall.datastore.engine import QueryEngine, elapsed_ms
+from townhall.datastore.engine import QueryEngine, elapsed_ms, out_of_memory
 from townhall.datastore.lake import LAKE
 from townhall.datastore.sql_guard import GuardedSql, TableBinding, guard_sql
 from townhall.errors import NotFoundError, TownhallError
@@ -377,15 +382,49 @@ class Filter:
     value: str
 
 
+def sql_literal(value: Any) -> exp.Expression:
+    """A Python value as a DuckDB constant: strings quoted by sqlglot (quotes doubled; DuckDB
+    reads no other escape in '...'), floats as `CAST('repr' AS DOUBLE)` (the type a bound
+    float had; covers nan and inf), dates and times as typed strings. Raises a 422 for any
+    other value (a forged cursor's list or object) and for a NUL character, which DuckDB's
+    SQL text cannot hold."""
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int):
+        return exp.Literal.number(value)
+    if isinstance(value, float):
+        return exp.Cast(this=exp.Literal.string(repr(value)), to=exp.DataType.build("DOUBLE"))
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return exp.Literal.number(str(value))
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise invalid_filter("Values cannot contain the NUL character.")
+        return exp.Literal.string(value)
+    for kind, name in ((dt.datetime, "TIMESTAMP"), (dt.date, "DATE"), (dt.time, "TIME")):
+        if isinstance(value, kind):
+            if isinstance(value, dt.datetime) and value.tzinfo is not None:
+                name = "TIMESTAMPTZ"
+            literal = exp.Literal.string(value.isoformat())
+            return exp.Cast(this=literal, to=exp.DataType.build(name, dialect="duckdb"))
+    raise invalid_filter(f"Cannot use a value of type {type(value).__name__} here.")
+
+
 class Binder:
-    """Bound parameters for sqlglot placeholders (`$1`, `$2`, ...)."""
+    """Values of a query, written into its SQL as quoted constants (`sql_literal`).
+
+    `values` stays empty, so callers that pass it to `execute()` as parameters pass none;
+    `bound` lists the values written, in order."""
 
     def __init__(self) -> None:
         self.values: list[Any] = []
+        self.bound: list[Any] = []
 
-    def bind(self, value: Any) -> exp.Placeholder:
-        self.values.append(value)
-        return exp.Placeholder(this=str(len(self.values)))
+    def bind(self, value: Any) -> exp.Expression:
+        literal = sql_literal(value)
+        self.bound.append(value)
+        return literal
 
     def typed(self, value: Any, db_type: str) -> exp.Expression:
         return exp.Cast(this=self.bind(value), to=exp.DataType.build(db_type, dialect="duckdb"))
@@ -769,7 +808,12 @@ def query_rows(engine: QueryEngine, table: PublishedTable, request: RowsRequest)
     # skip whole row groups on deep pages. A global sort is only paid for when asked.
     fetch = limit + 1
     select = select.limit(fetch)
-    if offset:
+    if offset and use_rowid and table.copy_alias is not None and not conditions and not sort_keys:
+        # A serving copy is written once, in order, never deleted from: its row ids are
+        # 0..n-1 in storage order, so row `offset` is row id `offset`, and the scan skips every
+        # row group before it (5M rows, offset 1,000,000: 1.5 ms against 8 ms for OFFSET).
+        select = select.where(exp.GTE(this=exp.column(ROWID), expression=sql_literal(offset)))
+    elif offset:
         select = select.offset(offset)
     # Geometry kept as GeoJSON text (no spatial extension at ingest) goes out as JSON.
     geojson_text = {c["name"] for c in table.columns if c.get("format") == "geojson"}
@@ -869,6 +913,25 @@ def exact_count(engine: QueryEngine, sql: str, values: list[Any], budget: float)
     return int(row[0]) if row else 0
 
 
+def _values_key(binder: Binder) -> str:
+    """Values beside the SQL in a cache key (the SQL holds them as literals already; this is
+    for values still bound as parameters, should a caller add some)."""
+    return json.dumps([[type(v).__name__, v] for v in binder.values], default=str)
+
+
+def _recorded_count(engine: QueryEngine, table: PublishedTable, request: RowsRequest) -> int | None:
+    """The count of a single `col=value` or `col__in=a,b` filter (no `q`) on a text column,
+    read from the per-value counts recorded with this node's serving copy (serving.py); None
+    when the filter is another kind or there are no counts for the column."""
+    if request.q or len(request.filters) != 1 or engine.serving is None:
+        return None
+    (item,) = request.filters
+    if item.op not in ("eq", "in") or not is_text(str(table.column(item.column).get("db_type"))):
+        return None
+    values = item.value.split(",") if item.op == "in" else [item.value]
+    return engine.serving.value_count(table.table_name, table.snapshot_id, item.column, values)
+
+
 def _total(
     engine: QueryEngine,
     table: PublishedTable,
@@ -885,18 +948,29 @@ def _total(
         return table.row_count, False
     if not more and not request.cursor:
         return offset + page_rows, False
+    recorded = _recorded_count(engine, table, request)
+    if recorded is not None:
+        return recorded, False
     # The page's binder also holds the cursor's values: count with the filters' own.
     binder = Binder()
     where = where_clause(table, request.filters, request.q, binder)
     if where is None:
         return table.row_count, False
+    # A version never changes: its exact count for these filters is kept once known.
+    key = ("count", table.table_name, table.snapshot_id, render(where), _values_key(binder))
+    known = engine.answers.get(key)
+    if known is not None:
+        return int(known), False
     count_sql = render(exp.select(exp.Count(this=exp.Star())).from_(table.ref()).where(where))
     budget = min(COUNT_BUDGET_SECONDS, engine.timeout_seconds)
     try:
-        return exact_count(engine, count_sql, binder.values, budget), False
+        counted = exact_count(engine, count_sql, binder.values, budget)
     except TownhallError as error:
         if error.code != "query_timeout":
             raise
+    else:
+        engine.answers.put(key, counted)
+        return counted, False
     # Whole vectors picked at random across the table (`system` sampling, fixed seed): the
     # first rows would be a biased sample of a copy sorted by its cluster key.
     percent = min(100.0, 100.0 * ESTIMATE_SAMPLE_ROWS / max(table.row_count, 1))
@@ -1022,15 +1096,24 @@ def query_aggregate(
     if order:
         select = select.order_by(*order)
     select = select.limit(limit + 1)
-    result_types = engine.run(lambda cursor: _result_types(cursor, render(select), binder.values))
-    sql = render(
-        exp.select(row_json(result_types)).from_(
-            exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier("__th_q")))
+    inner_sql = render(select)
+    # A version never changes, so neither does its aggregate: kept once computed.
+    key = ("aggregate", table.table_name, table.snapshot_id, inner_sql, _values_key(binder))
+    known = engine.answers.get(key)
+    if known is not None:
+        result_types, fetched = known
+    else:
+        result_types = engine.run(lambda cursor: _result_types(cursor, inner_sql, binder.values))
+        sql = render(
+            exp.select(row_json(result_types)).from_(
+                exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier("__th_q")))
+            )
         )
-    )
-    fetched = _run_user_facing(
-        engine, lambda cursor: cursor.execute(sql, binder.values or None).fetchall()
-    )
+        fetched = _run_user_facing(
+            engine, lambda cursor: cursor.execute(sql, binder.values or None).fetchall()
+        )
+        size = 256 + sum(len(row[0]) for row in fetched)
+        engine.answers.put(key, (result_types, fetched), size)
     more = len(fetched) > limit
     page = fetched[:limit]
     return QueryResult(
@@ -1128,6 +1211,8 @@ def serve_sql(engine: QueryEngine, guarded: GuardedSql) -> tuple[QueryEngine, st
 def _sql_error(error: duckdb.Error) -> TownhallError:
     if isinstance(error, duckdb.InterruptException):
         raise error
+    if isinstance(error, duckdb.OutOfMemoryException):
+        return out_of_memory()
     if isinstance(error, duckdb.PermissionException):
         return TownhallError(400, "sql_not_allowed", _duckdb_message(error))
     return TownhallError(400, "invalid_sql", _duckdb_message(error))

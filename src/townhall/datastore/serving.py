@@ -16,6 +16,10 @@ The lake stays the record; each node keeps a DuckDB file of the versions it serv
   and the first time column, so zone maps are tight on what people filter by; the lake row id
   breaks ties, so the order is a pure function of the snapshot and the key, the same on every
   node. The key is kept beside the file (`.json`) and named in cursors (query.py).
+- The build also counts the rows of each value of every category-like text column (at most
+  CLUSTER_MAX_DISTINCT values) into the same `.json`: a filtered page's `total` for
+  `col=value` or `col__in=...` is then read from it instead of counted (query.py). A version
+  never changes, so neither do its counts.
 - After a build, listeners (the query engine) reopen with the new copy attached, and copies of
   older snapshots of the same table are deleted.
 """
@@ -103,6 +107,42 @@ def cluster_columns(
     return chosen
 
 
+def value_counts(
+    con: duckdb.DuckDBPyConnection, ref: str, columns: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Rows per value of each text column with 1 to CLUSTER_MAX_DISTINCT distinct values:
+    `{column: {"values": {value: rows}, "nulls": rows}}`. A column with more values is left
+    out (its GROUP BY would be as big as the table, and nobody filters a name by equality to
+    count it). Read from the copy just written: a native scan, cheaper than the lake's."""
+    texts = [c["name"] for c in columns if is_text(str(c.get("db_type") or ""))]
+    if not texts:
+        return {}
+    approx = (
+        con.execute(
+            "SELECT "
+            + ", ".join(f"approx_count_distinct({quote_identifier(name)})" for name in texts)
+            + f" FROM {ref}"
+        ).fetchone()
+        or ()
+    )
+    counted: dict[str, dict[str, Any]] = {}
+    for name, estimate in zip(texts, approx, strict=True):
+        # The estimate may be a little off: the LIMIT below is the exact check.
+        if estimate is None or int(estimate) > CLUSTER_MAX_DISTINCT * 2:
+            continue
+        column = quote_identifier(name)
+        rows = con.execute(
+            f"SELECT {column}, count(*) FROM {ref} GROUP BY {column} "
+            f"LIMIT {CLUSTER_MAX_DISTINCT + 2}"
+        ).fetchall()
+        values = {str(value): int(n) for value, n in rows if value is not None}
+        if len(values) > CLUSTER_MAX_DISTINCT:
+            continue
+        nulls = sum(int(n) for value, n in rows if value is None)
+        counted[name] = {"values": values, "nulls": nulls}
+    return counted
+
+
 def key_sql(item: str, columns: set[str]) -> str:
     """The SQL of one cluster key item: a column, or `col//seconds` for the column's time
     bucket. Raises ValueError on an item naming no column of `columns` (a forged cursor)."""
@@ -131,6 +171,7 @@ class ServingCopies:
         self._pending: set[tuple[str, int]] = set()
         self._listeners: list[Callable[[], None]] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._meta: dict[tuple[str, int], dict[str, Any]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -150,13 +191,46 @@ class ServingCopies:
                 found[(match["table"], int(match["snapshot"]))] = entry
         return found
 
-    def cluster(self, table_name: str, snapshot_id: int) -> list[str] | None:
-        """The sort key the copy was written with; None when there is no copy."""
-        meta = self.path(table_name, snapshot_id).with_suffix(".json")
+    def meta(self, table_name: str, snapshot_id: int) -> dict[str, Any] | None:
+        """What the build recorded beside the copy (`cluster`, `counts`); None without a copy.
+
+        Kept in memory once read: it is asked on every query, and a copy of one snapshot never
+        changes (a dropped copy's entry goes with it)."""
+        key = (table_name, snapshot_id)
+        with self._lock:
+            known = self._meta.get(key)
+        if known is not None:
+            return known
+        path = self.path(table_name, snapshot_id).with_suffix(".json")
         try:
-            return list(json.loads(meta.read_text(encoding="utf-8"))["cluster"])
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            list(loaded["cluster"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if not isinstance(loaded, dict):
+            return None
+        with self._lock:
+            self._meta[key] = loaded
+        return loaded  # type: ignore[no-any-return]
+
+    def cluster(self, table_name: str, snapshot_id: int) -> list[str] | None:
+        """The sort key the copy was written with; None when there is no copy."""
+        meta = self.meta(table_name, snapshot_id)
+        return None if meta is None else [str(item) for item in meta["cluster"]]
+
+    def value_count(
+        self, table_name: str, snapshot_id: int, column: str, values: list[str]
+    ) -> int | None:
+        """Rows of the version whose `column` equals one of `values`, from the counts recorded
+        when the copy was built; None when this node has no counts for that column."""
+        meta = self.meta(table_name, snapshot_id)
+        counts = (meta or {}).get("counts")
+        if not isinstance(counts, dict) or not isinstance(counts.get(column), dict):
+            return None
+        per_value = counts[column].get("values")
+        if not isinstance(per_value, dict):
+            return None
+        return sum(int(per_value.get(value, 0)) for value in set(values))
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener()` after a copy appears or goes (the query engine reopens)."""
@@ -210,14 +284,16 @@ class ServingCopies:
                     ref = table_ref(table_name, snapshot=snapshot_id)
                     cluster = cluster_columns(con, ref, columns)
                     con.execute(f"ATTACH {string_literal(str(partial))} AS serving_copy")
+                    written = f"serving_copy.main.{quote_identifier(table_name)}"
                     con.execute(
-                        f"CREATE TABLE serving_copy.main.{quote_identifier(table_name)} AS "
-                        f"SELECT * FROM {ref} "
+                        f"CREATE TABLE {written} AS SELECT * FROM {ref} "
                         f"ORDER BY {order_by(cluster, {c['name'] for c in columns})}"
                     )
+                    counts = value_counts(con, written, columns)
                     con.execute("DETACH serving_copy")
                 meta = target.with_suffix(".json")
-                meta.write_text(json.dumps({"cluster": cluster}), encoding="utf-8")
+                recorded = {"cluster": cluster, "counts": counts}
+                meta.write_text(json.dumps(recorded), encoding="utf-8")
                 os.replace(partial, target)
             finally:
                 partial.unlink(missing_ok=True)
@@ -241,6 +317,8 @@ class ServingCopies:
             if name == table_name and snapshot < snapshot_id:
                 path.unlink(missing_ok=True)
                 path.with_suffix(".json").unlink(missing_ok=True)
+                with self._lock:
+                    self._meta.pop((name, snapshot), None)
                 dropped = True
         if dropped:
             self._changed()

@@ -1,0 +1,230 @@
+"""Answers that are not recomputed: filtered totals read from the per-value counts recorded with a
+serving copy, counts and aggregates of a version kept once known; values written into the SQL as
+quoted constants instead of bound parameters."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+import random
+
+import duckdb
+import pytest
+
+from townhall.datastore.engine import AnswerCache, query_engine
+from townhall.datastore.query import render, sql_literal
+from townhall.datastore.serving import CLUSTER_MAX_DISTINCT, serving_copies, value_counts
+
+from . import test_datastore_serving as serving_tests
+from .test_datastore_support import DATA_DIR, make_dataset, upload_ok
+
+# The street trees of the serving-copy tests: the same table, fixtures and helpers.
+SPECIES, ROWS, _tree_csv, rows = (
+    serving_tests.SPECIES, serving_tests.ROWS, serving_tests._tree_csv, serving_tests.rows,
+)  # fmt: skip
+settings = serving_tests.settings  # every table gets a serving copy
+publisher = serving_tests.publisher
+trees = serving_tests.trees
+
+
+def aggregate(client, **params):
+    response = client.get("/api/v1/datasets/street-trees/aggregate", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def sql_count(client, where: str, version: int | None = None) -> int:
+    """The exact count, by user SQL (never read from recorded counts or kept answers)."""
+    table = '"street-trees"' if version is None else f'"street-trees@{version}"'
+    sql = f"SELECT count(*) AS n FROM {table} {where}"
+    response = client.get("/api/v1/sql", params={"sql": sql})
+    assert response.status_code == 200, response.text
+    return int(response.json()["rows"][0]["n"])
+
+
+def test_recorded_counts_equal_exact_counts(client, trees, runtime):
+    copies = serving_copies(runtime)
+    [(table_name, snapshot)] = copies.available()
+    meta = copies.meta(table_name, snapshot)
+    assert meta is not None
+    # Category-like text columns are counted; the nulls of `street` are recorded apart.
+    assert set(meta["counts"]) == {"species", "street"}
+    assert meta["counts"]["street"]["nulls"] == ROWS // 10
+    for species in SPECIES:
+        exact = sql_count(client, f"WHERE species = '{species}'")
+        assert copies.value_count(table_name, snapshot, "species", [species]) == exact
+        page = rows(client, species=species, limit=2)
+        assert page["total"] == exact
+        assert page["total_estimated"] is False
+    street = rows(client, street="Street 1", limit=1)
+    assert street["total"] == sql_count(client, "WHERE street = 'Street 1'")
+    either = rows(client, species__in="Oak,Elm,Oak", limit=1)
+    assert either["total"] == sql_count(client, "WHERE species IN ('Oak', 'Elm')")
+    assert rows(client, species="Maple", limit=1)["total"] == 0
+    # Not a single equality on a counted column: counted by a query, still exact.
+    both = rows(client, species="Oak", street="Street 2", limit=1)
+    assert both["total"] == sql_count(client, "WHERE species = 'Oak' AND street = 'Street 2'")
+    assert copies.value_count(table_name, snapshot, "height", ["2.0"]) is None
+
+
+def test_kept_counts_and_aggregates_stay_with_their_version(client, trees, publisher, runtime):
+    """The same filter on two versions: each version gets its own count and aggregate, and a
+    repeated question gets the answer it got the first time."""
+    first = rows(client, height__gte="3", limit=1)
+    expected_first = sql_count(client, "WHERE height >= 3")
+    assert first["total"] == expected_first
+    upload_ok(client, publisher, "street-trees", trees, _tree_csv(60, height_offset=1.0))
+    assert serving_copies(runtime).wait(60)
+    expected_second = sql_count(client, "WHERE height >= 3")
+    assert expected_second != expected_first
+    for _ in range(2):
+        assert rows(client, height__gte="3", limit=1)["total"] == expected_second
+        assert rows(client, height__gte="3", limit=1, version=1)["total"] == expected_first
+        latest = aggregate(client, metric="count", height__gte="3")
+        older = aggregate(client, metric="count", height__gte="3", version=1)
+        assert latest["rows"] == [{"count": expected_second}]
+        assert latest["version"] == 2
+        assert older["rows"] == [{"count": expected_first}]
+        assert older["version"] == 1
+    grouped = aggregate(client, group_by="species", metric="count", height__gte="3")
+    assert sum(r["count"] for r in grouped["rows"]) == expected_second
+    assert len(query_engine(runtime).answers) >= 4
+
+
+def test_filter_values_are_quoted_constants(client, trees):
+    """Values reach DuckDB as string constants whatever they hold; NUL is refused."""
+    for value in ["x' OR '1'='1", "Street 1'; --", "a\\'b", "$1", "?", "é\u2028"]:
+        page = rows(client, street=value, limit=1)
+        assert page["total"] == 0
+        assert page["rows"] == []
+        assert aggregate(client, metric="count", street__like=f"%{value}%")["rows"] == [
+            {"count": 0}
+        ]
+    assert rows(client, street__like="Street 1%", limit=1)["total"] == sql_count(
+        client, "WHERE street LIKE 'Street 1%'"
+    )
+    refused = client.get("/api/v1/datasets/street-trees/rows", params={"street": "a\x00b"})
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "invalid_filter"
+
+
+def test_sql_literal_round_trips_through_duckdb():
+    con = duckdb.connect()
+    chooser = random.Random(3)
+    alphabet = "ab'\"\\$?;-%_\n\t é€\u2028\U0001f600"
+    values: list[object] = [
+        "".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 12))) for _ in range(200)
+    ]
+    values += [0, -7, 10**20, 1.25, -0.0, 1e-300, True, False, None]
+    naive = dt.datetime(2023, 1, 2, 3, 4, 5, 6)  # noqa: DTZ001 - DuckDB's TIMESTAMP is naive
+    values += [dt.date(2020, 2, 29), naive, dt.time(12, 30)]
+    for value in values:
+        got = con.execute(f"SELECT {render(sql_literal(value))}").fetchone()[0]
+        assert got == value, (value, got)
+        assert type(got) is type(value), (value, got)
+    for special in (math.inf, -math.inf):
+        assert con.execute(f"SELECT {render(sql_literal(special))}").fetchone()[0] == special
+    assert math.isnan(con.execute(f"SELECT {render(sql_literal(math.nan))}").fetchone()[0])
+    with pytest.raises(Exception, match="NUL"):
+        sql_literal("a\x00")
+    with pytest.raises(Exception, match="dict"):
+        sql_literal({"a": 1})
+
+
+def test_value_counts_leave_out_columns_with_many_values():
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE t AS SELECT range AS id, "
+        "CASE WHEN range % 4 = 0 THEN NULL ELSE ['a', 'b'][1 + range % 2] END AS kind, "
+        "'note ' || range AS note FROM range(5000)"
+    )
+    columns = [
+        {"name": "id", "db_type": "BIGINT"},
+        {"name": "kind", "db_type": "VARCHAR"},
+        {"name": "note", "db_type": "VARCHAR"},
+    ]
+    counted = value_counts(con, "t", columns)
+    assert CLUSTER_MAX_DISTINCT < 5000
+    assert set(counted) == {"kind"}
+    exact = dict(con.execute("SELECT kind, count(*) FROM t GROUP BY kind").fetchall())
+    assert counted["kind"]["nulls"] == exact.pop(None)
+    assert counted["kind"]["values"] == exact
+
+
+def test_answer_cache_keeps_within_its_budget():
+    cache = AnswerCache(max_bytes=1600, max_entries=3)
+    cache.put("a", 1, 100)
+    cache.put("b", 2, 100)
+    assert cache.get("a") == 1  # now the most recently used
+    cache.put("c", 3, 100)
+    cache.put("d", 4, 100)
+    assert cache.get("b") is None  # least recently used, out past three entries
+    assert [cache.get(k) for k in "acd"] == [1, 3, 4]
+    cache.put("big", 5, 101)  # more than a sixteenth of the budget: not kept
+    assert cache.get("big") is None
+    for key in "efghijklmnop":
+        cache.put(key, key, 100)
+    assert len(cache) <= 3
+
+
+def test_offset_on_a_copy_reads_by_row_id(client, trees):
+    """An unfiltered, unsorted page at an offset of the copy is read by row id: the same rows
+    as walking the copy from the start, and as OFFSET on the lake in the copy's order."""
+    walked: list[int] = []
+    page = rows(client, limit=50)
+    while True:
+        walked += [r["id"] for r in page["rows"]]
+        if not page["next_cursor"]:
+            break
+        page = rows(client, limit=50, cursor=page["next_cursor"])
+    assert sorted(walked) == list(range(1, ROWS + 1))
+    for offset in (1, 37, ROWS - 3, ROWS, ROWS + 5):
+        at = rows(client, limit=7, offset=offset)
+        assert at["served_from"] == "copy"
+        assert [r["id"] for r in at["rows"]] == walked[offset : offset + 7]
+        assert at["total"] == ROWS
+        follow = rows(client, limit=7, cursor=at["next_cursor"]) if at["next_cursor"] else None
+        if follow is not None:
+            assert [r["id"] for r in follow["rows"]] == walked[offset + 7 : offset + 14]
+    # With a filter or a sort, OFFSET still counts rows of the answer.
+    oaks = [i for i in walked if SPECIES[i % 5] == "Oak"]
+    assert [r["id"] for r in rows(client, species="Oak", limit=3, offset=4)["rows"]] == oaks[4:7]
+    by_height = rows(client, sort="-height,id", limit=200)["rows"]
+    shifted = rows(client, sort="-height,id", limit=5, offset=10)["rows"]
+    assert shifted == by_height[10:15]
+
+
+def test_query_past_the_memory_limit_is_a_4xx(client, trees, runtime):
+    runtime.settings.duckdb_query_memory_limit = "16MB"
+    query_engine(runtime).reset()
+    # One list of 1.7 million strings: an aggregate DuckDB cannot spill.
+    sql = (
+        "SELECT length(list(a.street || b.street || c.street)) AS n "
+        'FROM "street-trees" a, "street-trees" b, "street-trees" c'
+    )
+    response = client.get("/api/v1/sql", params={"sql": sql})
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["code"] == "query_out_of_memory"
+    # Small questions still fit.
+    assert rows(client, species="Oak", limit=1)["total"] == ROWS // 5
+
+
+@pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"{DATA_DIR} is absent")
+def test_downloads_with_and_without_spatial_beside_a_geometry_table(client, trees, publisher):
+    """A table without geometry is downloaded by an engine without the spatial extension, also
+    when the lake holds a geometry table; a geometry table's download still has it."""
+    resource = make_dataset(client, publisher, "districts")
+    source = DATA_DIR / "nyc_community_districts.geojson"
+    upload_ok(client, publisher, "districts", resource, source, "districts.geojson")
+    for params in ({}, {"sort": "id"}):
+        plain = client.get("/api/v1/datasets/street-trees/download.csv", params=params)
+        assert plain.status_code == 200, plain.text[:300]
+        assert len(list(csv.DictReader(io.StringIO(plain.text)))) == ROWS
+    shapes = client.get("/api/v1/datasets/districts/download.csv")
+    assert shapes.status_code == 200, shapes.text[:300]
+    first = next(csv.DictReader(io.StringIO(shapes.text)))
+    assert first["geometry"].startswith("MULTIPOLYGON")
+    collection = client.get("/api/v1/datasets/districts/download.geojson").json()
+    assert len(collection["features"]) == 71

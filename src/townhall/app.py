@@ -80,6 +80,18 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
-    app.add_middleware(SecurityHeadersMiddleware, https=settings.base_url.startswith("https://"))
+    https = settings.base_url.startswith("https://")
+    app.add_middleware(SecurityHeadersMiddleware, https=https)
     app.add_middleware(RequestIdMiddleware)
+    # Outermost of ours: anonymous status lookups answered before the stack, same answers.
+    status_routes = getattr(app.state, "status_routes", [])
+    if status_routes:
+        from townhall.service_requests.hot_path import StatusHotPath
+
+        app.add_middleware(
+            StatusHotPath,
+            routes=tuple(status_routes),
+            https=https,
+            metrics=getattr(app.state, "metrics", None),
+        )
     return app

@@ -196,16 +196,28 @@ class Metrics:
             "Open event streams on this node.",
             registry=self.registry,
         )
+        # prometheus-client's `labels()` validates and locks on every call: each label set's
+        # child is looked up once and kept (the sets are as bounded as the registry's own).
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._latencies: dict[str, Any] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and its latency (`MetricsMiddleware`, the status hot path)."""
+        key = (method, route, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.requests.labels(method, route, str(status))
+        counter.inc()
+        latency = self._latencies.get(route)
+        if latency is None:
+            latency = self._latencies[route] = self.latency.labels(route)
+        latency.observe(seconds)
 
 
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        # prometheus-client's `labels()` validates and locks on every call: each label set's
-        # child is looked up once and kept (the sets are as bounded as the registry's own).
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._latencies: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -226,17 +238,7 @@ class MetricsMiddleware:
             route = scope.get("route")
             # Route templates, not raw paths, keep the label set small.
             label = getattr(route, "path", "unmatched")
-            key = (scope["method"], label, status)
-            counter = self._counters.get(key)
-            if counter is None:
-                counter = self._counters[key] = self.metrics.requests.labels(
-                    key[0], label, str(status)
-                )
-            counter.inc()
-            latency = self._latencies.get(label)
-            if latency is None:
-                latency = self._latencies[label] = self.metrics.latency.labels(label)
-            latency.observe(time.perf_counter() - started)
+            self.metrics.observe(scope["method"], label, status, time.perf_counter() - started)
 
 
 def register(app: FastAPI) -> None:

@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids and body size limits.
+"""ASGI middleware: request ids, body size limits and security headers.
 
 Written as plain ASGI (not BaseHTTPMiddleware) so streaming responses such as SSE and large
 downloads are not buffered.
@@ -40,22 +40,33 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = _header(scope, b"x-request-id").decode("latin-1")
-        request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = assign_request_id(scope)
         token = set_request_id(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append(
-                    (b"x-request-id", request_id.encode("latin-1"))
-                )
+                message.setdefault("headers", []).append(request_id_header(request_id))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             reset_request_id(token)
+
+
+def assign_request_id(scope: Scope) -> str:
+    """The request's id: the client's `X-Request-ID` if sane, else a new one; kept in the
+    scope's state, where error bodies and logs find it. Shared with the status hot path
+    (`service_requests.hot_path`), so both answer with the same id rules."""
+    given = _header(scope, b"x-request-id").decode("latin-1")
+    request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    scope.setdefault("state", {})["request_id"] = request_id
+    return request_id
+
+
+def request_id_header(request_id: str) -> tuple[bytes, bytes]:
+    """The response header echoing `request_id`."""
+    return (b"x-request-id", request_id.encode("latin-1"))
 
 
 def _header(scope: Scope, name: bytes) -> bytes:
@@ -164,42 +175,53 @@ CONTENT_SECURITY_POLICY = (
 CSP_EXEMPT_PATHS = frozenset({"/api/docs", "/docs/oauth2-redirect"})
 
 
-class SecurityHeadersMiddleware:
-    """CSP, anti-framing, no MIME sniffing, a strict referrer policy; HSTS behind HTTPS."""
+class SecurityHeaders:
+    """CSP, anti-framing, no MIME sniffing, a strict referrer policy; HSTS behind HTTPS.
 
-    def __init__(self, app: ASGIApp, *, https: bool) -> None:
-        self.app = app
-        self.headers = [
+    The header lists are built once per app; `add_to` is what every response gets, from the
+    middleware below or from the status hot path (`service_requests.hot_path`)."""
+
+    def __init__(self, *, https: bool) -> None:
+        headers = [
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
             (b"referrer-policy", b"strict-origin-when-cross-origin"),
             (b"permissions-policy", b"geolocation=(self), camera=(), microphone=()"),
         ]
         if https:
-            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
-        # Built once: the lists added to every response, with and without the CSP.
-        self.with_csp = (
-            *self.headers,
-            (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-        )
-        self.without_csp = tuple(self.headers)
+            headers.append((b"strict-transport-security", b"max-age=31536000"))
+        self.with_csp = (*headers, (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+        self.without_csp = tuple(headers)
         self.names = frozenset(name for name, _ in self.with_csp)
+
+    def add_to(self, headers: list[tuple[bytes, bytes]], path: str) -> None:
+        """Append ours to a response's `headers`; a route's own value (an attachment's
+        stricter policy, say) wins over ours."""
+        extra = self.without_csp if path in CSP_EXEMPT_PATHS else self.with_csp
+        present = self.names.intersection(name.lower() for name, _ in headers)
+        if present:
+            headers.extend(header for header in extra if header[0] not in present)
+        else:
+            headers.extend(extra)
+
+
+class SecurityHeadersMiddleware:
+    """Adds `SecurityHeaders` to every response."""
+
+    def __init__(self, app: ASGIApp, *, https: bool) -> None:
+        self.app = app
+        self.headers = SecurityHeaders(https=https)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self.without_csp if scope["path"] in CSP_EXEMPT_PATHS else self.with_csp
+        path: str = scope["path"]
+        add_to = self.headers.add_to
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = message.setdefault("headers", [])
-                # A route's own value (an attachment's stricter policy, say) wins over ours.
-                present = self.names.intersection(name.lower() for name, _ in headers)
-                if present:
-                    headers.extend(header for header in extra if header[0] not in present)
-                else:
-                    headers.extend(extra)
+                add_to(message.setdefault("headers", []), path)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -7,7 +7,8 @@ write lock (`BEGIN IMMEDIATE`, see db.py), and a query may take up to the time l
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -30,6 +31,28 @@ from townhall.errors import NotFoundError, PermissionDenied, TownhallError
 from townhall.schemas import MAX_ID
 
 router = APIRouter(prefix="/api/v1", tags=["datastore"])
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def get_and_post(path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+    """Register `endpoint` for GET and for POST (long SQL goes in a body), each with its own
+    OpenAPI operation id: one route with both methods gives both one id, which OpenAPI forbids
+    and client generators trip on."""
+
+    def register(endpoint: Endpoint) -> Endpoint:
+        for method in ("GET", "POST"):
+            router.add_api_route(
+                path,
+                endpoint,
+                methods=[method],
+                operation_id=f"{endpoint.__name__}_{method.lower()}",
+                **options,
+            )
+        return endpoint
+
+    return register
+
+
 Publisher = Annotated[Actor, Depends(requires("datasets:publish"))]
 
 QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -349,9 +372,8 @@ def _run_sql(
     return _json(query.run_sql(engine, guarded, version=pinned.version if pinned else None))
 
 
-@router.api_route(
+@get_and_post(
     "/sql",
-    methods=["GET", "POST"],
     response_model=QueryPage,
     summary="One read-only SELECT across the datasets you may read",
     description='Name tables by dataset slug (`FROM "street-trees"`), `"slug@N"` for version N, '
@@ -369,9 +391,8 @@ def sql_query(
     return _run_sql(request, db, actor, text, None)
 
 
-@router.api_route(
+@get_and_post(
     "/datasets/{slug}/sql",
-    methods=["GET", "POST"],
     response_model=QueryPage,
     summary="One read-only SELECT, with this dataset's `version` pinned",
 )
@@ -440,9 +461,8 @@ def dataset_download(
     return _download(export.export_table(_engine(request), table, rows_request, fmt))
 
 
-@router.api_route(
+@get_and_post(
     "/sql/download.{fmt}",
-    methods=["GET", "POST"],
     summary="Download the result of one read-only SELECT",
     description="As /api/v1/sql, without the row cap. Formats: csv, ndjson, json, parquet.",
     response_class=StreamingResponse,

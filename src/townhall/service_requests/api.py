@@ -68,15 +68,20 @@ class StatusRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         validated = super().get_route_handler()
-        endpoint = self.endpoint
+        answer_polled = self.answer_polled
 
         async def handler(request: Request) -> Response:
             if request.scope.get("query_string"):
                 return await validated(request)
-            response: Response = await endpoint(request=request, **request.path_params)
-            return response
+            return await answer_polled(request)
 
         return handler
+
+    async def answer_polled(self, request: Request) -> Response:
+        """The endpoint called directly with the path parameters: a request without a query
+        string, here or from the app's front (`service_requests.hot_path.StatusHotPath`)."""
+        response: Response = await self.endpoint(request=request, **request.path_params)
+        return response
 
 
 router = APIRouter(prefix="/api/v1", tags=["service requests"])
@@ -232,15 +237,23 @@ public_status = mark_access(_status_lookup_access, "public")
 PUBLIC_STATUS = Depends(public_status)
 
 
-def _is_anonymous(request: Request) -> bool:
-    return "authorization" not in request.headers and SESSION_COOKIE not in request.cookies
+def is_anonymous(request: Request) -> bool:
+    """No token and no session cookie: the usual resident or Open311 client. A walk over the
+    scope's few headers (lower case, as ASGI servers give them); the cookies are parsed only
+    when there are any."""
+    cookies = False
+    for name, _ in request.scope["headers"]:
+        if name == b"authorization":
+            return False
+        cookies = cookies or name == b"cookie"
+    return not cookies or SESSION_COOKIE not in request.cookies
 
 
 def status_caller(request: Request) -> Actor:
     """Who is looking. An anonymous caller (no token, no session cookie: the usual resident or
     client) is only counted by the rate limiter; anyone else is resolved by `current_actor` in
     a session of its own, as on every other route (an unknown token still gets 401)."""
-    if _is_anonymous(request):
+    if is_anonymous(request):
         request.state.actor = ANONYMOUS
         enforce_rate_limit(request, ANONYMOUS)
         return ANONYMOUS
@@ -261,7 +274,7 @@ def status_lookup_is_async(request: Request) -> bool:
     with a token or a session keep that path: resolving them may write.
     """
     dialect = request.app.state.runtime.read_engine.dialect
-    return dialect.driver == "psycopg" and _is_anonymous(request)
+    return dialect.driver == "psycopg" and is_anonymous(request)
 
 
 async def status_caller_async(request: Request) -> Actor:
@@ -306,7 +319,7 @@ async def run_status_lookup(request: Request, lookup: Callable[[], Result]) -> R
     """
     runtime = request.app.state.runtime
     embedded = runtime.read_engine.dialect.name == "sqlite" and not runtime.settings.redis_url
-    if embedded and _is_anonymous(request):
+    if embedded and is_anonymous(request):
         request.state.status_lookup_on_loop = True  # `status_connection` reads this
         return lookup()
     return await run_in_threadpool(lookup)
@@ -386,11 +399,16 @@ def include_first(app: FastAPI, router: APIRouter) -> None:
     FastAPI tries routes in order, pattern by pattern; with every slice registered, that walk
     cost more than the rest of a status lookup (a 404 under /api/ took 1.5 ms of CPU here).
     The polled lookups are tried first; their patterns shadow no other route
-    (`tests/test_load_bench_smoke.py` walks the app's routes to check).
+    (`tests/test_load_bench_smoke.py` walks the app's routes to check). The router's
+    `StatusRoute`s are also listed in `app.state.status_routes`, where `create_app` finds the
+    routes its `StatusHotPath` answers in front of the middleware.
     """
     app.include_router(router)
     routes = app.router.routes
     routes.insert(0, routes.pop())
+    status_routes: list[StatusRoute] = getattr(app.state, "status_routes", [])
+    status_routes.extend(r for r in router.routes if isinstance(r, StatusRoute))
+    app.state.status_routes = status_routes
 
 
 def json_response(document: Any, status_code: int = 200) -> Response:

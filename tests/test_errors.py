@@ -278,3 +278,16 @@ def test_security_headers_on_pages_and_api(client):
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     # Swagger UI needs its CDN assets, so it goes without the policy.
     assert "content-security-policy" not in client.get("/api/docs").headers
+
+
+def test_made_request_ids_are_unique_and_a_forked_child_draws_its_own_prefix():
+    from townhall.middleware import _RequestIds
+
+    ids = _RequestIds()
+    made = [ids() for _ in range(1000)]
+    assert len(set(made)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in made)
+    before = ids.prefix
+    ids.reset()  # what `os.register_at_fork` runs in a child
+    assert ids.prefix != before
+    assert ids() not in made

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from townhall import __version__
 from townhall.config import Settings
@@ -42,6 +43,11 @@ SLICES: list[str] = [
 ]
 
 
+# FastAPI asks on every request whether an OpenTelemetry provider is configured unless told
+# that no signal is wanted (setting `opentelemetry`).
+OPENTELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime(settings)
 
@@ -65,6 +71,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         docs_url="/api/docs",
         redoc_url=None,
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else OPENTELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.runtime = runtime

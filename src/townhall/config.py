@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000", description="Public address, used in links in emails and feeds."
     )
     site_name: str = Field("Townhall", description="The office's name shown in the page header.")
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry (traces, metrics, logs) to the providers the "
+        "`OTEL_*` environment configures. Off: Townhall's own metrics are at `/metrics`, and no "
+        "request pays FastAPI's check for a configured provider (2.5 us each).",
+    )
     smtp_host: str | None = Field(None, description="SMTP server for email notifications.")
     smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
     smtp_username: str | None = Field(None, description="SMTP user, if the server wants one.")

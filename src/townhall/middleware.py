@@ -6,9 +6,11 @@ downloads are not buffered.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
-import uuid
+import secrets
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,9 +61,29 @@ def assign_request_id(scope: Scope) -> str:
     scope's state, where error bodies and logs find it. Shared with the status hot path
     (`service_requests.hot_path`), so both answer with the same id rules."""
     given = _header(scope, b"x-request-id").decode("latin-1")
-    request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    request_id = given if _SAFE_REQUEST_ID.match(given) else new_request_id()
     scope.setdefault("state", {})["request_id"] = request_id
     return request_id
+
+
+class _RequestIds:
+    """32 hex digits: a random prefix per process and a counter. Unique without a random draw
+    per request (`uuid4` cost 1.7 us, a fortieth of a polled status lookup in process); a
+    forked child draws its own prefix. Ids are for correlating logs, not secrets."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+new_request_id = _RequestIds()
 
 
 def request_id_header(request_id: str) -> tuple[bytes, bytes]:

@@ -12,8 +12,6 @@ and bad input is a 4xx on every path. PostgreSQL only: SQLite keeps its own on-l
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -23,8 +21,8 @@ from fastapi.testclient import TestClient
 from townhall.aiodb import AsyncReadPool
 from townhall.app import create_app
 
+from . import test_ratelimit as ratelimit_tests
 from .conftest import PG_HOST, REDIS_URL, auth
-from .test_jobs import redis_available
 from .test_load_bench_smoke import _worked_request
 
 PATHS = ("/api/v1/requests/{code}", "/open311/v2/requests/{code}.json")
@@ -36,16 +34,7 @@ def backend() -> str:
     return "postgresql"
 
 
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    if not redis_available():
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    prefix = f"townhall-test:{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{prefix}*"):
-        client.delete(key)
-    client.close()
+redis_prefix = ratelimit_tests.redis_prefix  # a key prefix of its own, emptied afterwards
 
 
 def _app(runtime, **settings: object):

@@ -561,10 +561,14 @@ def _one_request(
         if row is not None and not row.hidden:
             documents = [status_row_document(row, base_url)]
     if not documents:
-        raise Open311Error(
-            404, f"service_request_id {service_request_id!r} was not found.", "request_not_found"
-        )
+        raise _request_not_found(service_request_id)
     return _respond(fmt, "service_requests", documents)
+
+
+def _request_not_found(service_request_id: str) -> Open311Error:
+    return Open311Error(
+        404, f"service_request_id {service_request_id!r} was not found.", "request_not_found"
+    )
 
 
 async def _one_request_async(
@@ -577,9 +581,7 @@ async def _one_request_async(
     _check_jurisdiction(request, jurisdiction)
     row = await status_read(request, queries.request_status_async, service_request_id)
     if row is None or row.hidden:
-        raise Open311Error(
-            404, f"service_request_id {service_request_id!r} was not found.", "request_not_found"
-        )
+        raise _request_not_found(service_request_id)
     base_url = request.app.state.settings.base_url
     return _respond(fmt, "service_requests", [status_row_document(row, base_url)])
 

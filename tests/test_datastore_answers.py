@@ -12,13 +12,14 @@ import random
 
 import duckdb
 import pytest
+from sqlglot import exp
 
 from townhall.datastore.engine import AnswerCache, query_engine
 from townhall.datastore.query import render, sql_literal
 from townhall.datastore.serving import CLUSTER_MAX_DISTINCT, serving_copies, value_counts
 
 from . import test_datastore_serving as serving_tests
-from .test_datastore_support import DATA_DIR, make_dataset, upload_ok
+from .test_datastore_support import DATA_DIR, csv_bytes, make_dataset, upload_ok
 
 # The street trees of the serving-copy tests: the same table, fixtures and helpers.
 SPECIES, ROWS, _tree_csv, rows = (
@@ -228,3 +229,38 @@ def test_downloads_with_and_without_spatial_beside_a_geometry_table(client, tree
     assert first["geometry"].startswith("MULTIPOLYGON")
     collection = client.get("/api/v1/datasets/districts/download.geojson").json()
     assert len(collection["features"]) == 71
+
+
+def test_rendered_sql_kept_per_column_list_never_crosses_versions(
+    client, trees, publisher, runtime
+):
+    """The JSON projection is rendered once per column list and type nodes parsed once per
+    name: a new version whose column changed type gets its own, on the lake and on copies,
+    cold (no kept answers) and asked alternately."""
+    from townhall.datastore.query import data_type, row_json, row_json_sql
+
+    texts = csv_bytes(
+        ["id", "species", "planted", "height", "street"],
+        [[i, SPECIES[i % 5], "2020-01-01", "tall" if i % 2 else "short", None] for i in range(30)],
+    )
+    upload_ok(client, publisher, "street-trees", trees, texts)
+    assert serving_copies(runtime).wait(60)
+    engine = query_engine(runtime)
+    for _ in range(2):
+        for version, kind, sample in ((1, "number", float), (2, "string", str)):
+            engine.answers = AnswerCache()
+            page = rows(client, version=version, limit=3)
+            assert page["version"] == version
+            assert {"name": "height", "type": kind} in page["fields"]
+            assert all(isinstance(r["height"], sample) for r in page["rows"])
+            top = aggregate(client, version=version, metric="max:height", group_by="species")
+            assert {"name": "max_height", "type": kind} in top["fields"]
+            assert all(isinstance(r["max_height"], sample) for r in top["rows"])
+    assert aggregate(client, version=2, metric="max:height")["rows"] == [{"max_height": "tall"}]
+    columns = (("a", "DOUBLE"), ("b", "VARCHAR"))
+    assert row_json_sql(columns) == render(row_json(columns))
+    assert row_json_sql((("a", "VARCHAR"), ("b", "VARCHAR"))) != row_json_sql(columns)
+    first, second = data_type("DECIMAL(18,3)"), data_type("DECIMAL(18,3)")
+    assert first is not second
+    first.set("this", exp.DataType.Type.TEXT)
+    assert render(data_type("DECIMAL(18,3)")) == "DECIMAL(18, 3)"

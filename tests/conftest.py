@@ -103,10 +103,11 @@ def _empty_tables(runtime: Runtime) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with runtime.engine.begin() as conn:
         if runtime.engine.dialect.name == "postgresql":
-            # TRUNCATE makes new files for every table it empties and syncs them at commit
-            # (0.4-0.8 s per test); a test leaves a few rows in a few of the sixty tables.
-            # DELETE only the tables holding rows, dependants first, then restart every
-            # sequence (what RESTART IDENTITY did) in one statement.
+            # TRUNCATE costs about 10 ms per table even when it is empty, and a test leaves
+            # rows in a few of the sixty: truncate only the tables holding rows, then restart
+            # every sequence (what RESTART IDENTITY did) in one statement. (DELETE was 0.14 s
+            # per test cheaper, but left reused heap space behind, so a test whose query had
+            # no ORDER BY saw rows out of insertion order, now and then.)
             holding = set(
                 conn.execute(
                     text(
@@ -117,9 +118,8 @@ def _empty_tables(runtime: Runtime) -> None:
                     )
                 ).scalars()
             )
-            for table in tables:
-                if table in holding:
-                    conn.execute(text(f"DELETE FROM {table}"))
+            if filled := [table for table in tables if table in holding]:
+                conn.execute(text(f"TRUNCATE {', '.join(filled)} CASCADE"))
             conn.execute(
                 text(
                     "SELECT setval(c.oid, 1, false) FROM pg_class c "

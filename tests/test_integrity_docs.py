@@ -54,7 +54,9 @@ def test_reference_checks_a_checkpoint(client, runtime):
         assert exported(latest_checkpoint(session))["signature"] == saved["signature"]
         rows = [
             {"seq": seq, "entry_hash": digest}
-            for seq, digest in session.execute(select(AuditEntry.seq, AuditEntry.entry_hash))
+            for seq, digest in session.execute(
+                select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq)
+            )
         ]
     assert code["checkpoint_problem"](key, saved, rows) is None
     forged = json.loads(json.dumps(saved))

@@ -488,6 +488,19 @@ class Seeded:
     database_url: str
 
 
+def settings_from_env(env: dict[str, str]) -> Any:
+    """The `Settings` a `townhall serve` started with `env` would read (its TOWNHALL_* keys)."""
+    from townhall.config import Settings
+
+    return Settings(
+        **{
+            k.removeprefix("TOWNHALL_").lower(): v
+            for k, v in env.items()
+            if k.startswith("TOWNHALL_")
+        }
+    )
+
+
 def seed_instance(env: dict[str, str], count: int) -> Seeded:
     """Migrate and seed the demo city's offices, request types and `count` requests, and one
     staff member with an API token for the submissions. Not its directory, staff or open
@@ -496,7 +509,6 @@ def seed_instance(env: dict[str, str], count: int) -> Seeded:
 
     from townhall.accounts import actions as account_actions
     from townhall.actor import system_actor
-    from townhall.config import Settings
     from townhall.db import unit_of_work
     from townhall.demo.city import generate_city
     from townhall.migrate import upgrade
@@ -504,13 +516,7 @@ def seed_instance(env: dict[str, str], count: int) -> Seeded:
     from townhall.service_requests.demo import seed_requests
     from townhall.service_requests.models import RequestService, ServiceRequest
 
-    settings = Settings(
-        **{
-            k.removeprefix("TOWNHALL_").lower(): v
-            for k, v in env.items()
-            if k.startswith("TOWNHALL_")
-        }
-    )
+    settings = settings_from_env(env)
     runtime = Runtime(settings)
     try:
         upgrade(runtime.engine)

@@ -33,6 +33,7 @@ from bench.load import (
     DEFAULT_REDIS,
     postgres_database,
     seed_instance,
+    settings_from_env,
     townhall_env,
 )
 
@@ -145,20 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     from townhall.app import create_app
-    from townhall.config import Settings
 
     print(f"load average: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as folder, _database(args) as database_url:
         env = townhall_env(Path(folder) / "data", database_url, args.redis_url or None)
         seeded = seed_instance(env, args.requests)
-        settings = Settings(
-            **{
-                k.removeprefix("TOWNHALL_").lower(): v
-                for k, v in env.items()
-                if k.startswith("TOWNHALL_")
-            }
-        )
-        app = create_app(settings)
+        app = create_app(settings_from_env(env))
         try:
             uvloop.run(measure(app, seeded.codes, args))
         finally:

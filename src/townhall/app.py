@@ -54,12 +54,14 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.events.connect()
+        runtime.invalidations.start()  # other nodes' changes drop this process's cached answers
         if settings.in_process_jobs:
             runtime.jobs.start_consumer()
         try:
             yield
         finally:
             runtime.jobs.stop_consumer()
+            await runtime.invalidations.stop()
             await runtime.events.disconnect()
             await runtime.aclose()  # what requests opened on this loop (status lookups)
 

@@ -251,6 +251,21 @@ class Settings(BaseSettings):
     district_code_field: str = Field(
         "code", description="Column of the boundaries dataset that holds the district code."
     )
+    status_cache_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="How long a process keeps a request's public status answer (the lookups "
+        "residents and Open311 clients poll). Every change made through Townhall drops it at "
+        "once on every node; this bounds what it cannot see (SQL run by hand, the CLI of an "
+        "embedded instance while it serves). 0 switches the cache off.",
+    )
+    status_cache_entries: int = Field(
+        20_000,
+        ge=1,
+        le=10_000_000,
+        description="Most status answers one process keeps (least recently asked out first).",
+    )
     office_wait_alert_minutes: list[int] = Field(
         default_factory=lambda: [30, 60],
         description="Estimated waits, in minutes, whose crossing is announced to the "

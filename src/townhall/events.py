@@ -81,6 +81,8 @@ class RedisEventBackend(BroadcastBackend):
         self._queue: asyncio.Queue[RawEvent] | None = None
         self._listener: asyncio.Task[None] | None = None
         self.live = asyncio.Event()
+        # Times the listener has subscribed: a change means a gap in which events were lost.
+        self.subscriptions = 0
 
     def _new_client(self) -> aioredis.Redis:
         return aioredis.Redis.from_url(
@@ -138,6 +140,7 @@ class RedisEventBackend(BroadcastBackend):
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(self._pattern)
+                self.subscriptions += 1
                 self.live.set()
                 delay = 0.2
                 while True:

@@ -18,6 +18,7 @@ from townhall.config import Settings
 from townhall.db import make_engine, make_session_factory
 
 if TYPE_CHECKING:
+    from townhall.cache import Invalidations
     from townhall.datastore.lake import Lake
     from townhall.events import EventBus
     from townhall.jobs import JobQueue
@@ -40,7 +41,9 @@ class Runtime:
 
     @cached_property
     def session_factory(self) -> sessionmaker[Session]:
-        return make_session_factory(self.engine)
+        factory = make_session_factory(self.engine)
+        self.invalidations.install(factory)
+        return factory
 
     @cached_property
     def read_engine(self) -> Engine:
@@ -53,7 +56,9 @@ class Runtime:
         """Sessions for safe requests; on SQLite they do not take the write lock."""
         if self.read_engine is self.engine:
             return self.session_factory
-        return make_session_factory(self.read_engine)
+        factory = make_session_factory(self.read_engine)
+        self.invalidations.install(factory)  # its small deferred writes are writes too
+        return factory
 
     @cached_property
     def jobs(self) -> JobQueue:
@@ -67,6 +72,16 @@ class Runtime:
         from townhall.events import EventBus
 
         return EventBus(self.settings)
+
+    @cached_property
+    def invalidations(self) -> Invalidations:
+        """What drops this process's cached answers when rows change (`townhall.cache`)."""
+        from townhall.cache import Invalidations
+        from townhall.service_requests.queries import watch_status_changes
+
+        invalidations = Invalidations(self.events)
+        watch_status_changes(invalidations)
+        return invalidations
 
     @cached_property
     def lake(self) -> Lake:

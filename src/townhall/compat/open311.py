@@ -51,6 +51,8 @@ from townhall.service_requests.api import (
     effects_for,
     include_first,
     json_response,
+    keep_status,
+    kept_status,
     request_client_hash,
     run_status_lookup,
     status_caller,
@@ -556,10 +558,17 @@ def _one_request(
             if found is not None and not found.hidden:
                 documents = _documents(db, [found], base_url, True)
     else:
+        cache = request.app.state.status_cache
+        key = ("open311", fmt, queries.normalise_code(service_request_id))
+        kept = kept_status(cache, key)
+        if kept is not None:
+            return kept
+        started = cache.begin()
         with status_connection(request) as (connection, dialect):
             row = queries.request_status(connection, dialect, service_request_id)
         if row is not None and not row.hidden:
-            documents = [status_row_document(row, base_url)]
+            response = _respond(fmt, "service_requests", [status_row_document(row, base_url)])
+            return keep_status(cache, key, response, started=started, request_id=row.id)
     if not documents:
         raise _request_not_found(service_request_id)
     return _respond(fmt, "service_requests", documents)
@@ -579,11 +588,18 @@ async def _one_request_async(
     await status_caller_async(request)
     fmt = _format(fmt)
     _check_jurisdiction(request, jurisdiction)
+    cache = request.app.state.status_cache
+    key = ("open311", fmt, queries.normalise_code(service_request_id))
+    kept = kept_status(cache, key)
+    if kept is not None:
+        return kept
+    started = cache.begin()
     row = await status_read(request, queries.request_status_async, service_request_id)
     if row is None or row.hidden:
         raise _request_not_found(service_request_id)
     base_url = request.app.state.settings.base_url
-    return _respond(fmt, "service_requests", [status_row_document(row, base_url)])
+    response = _respond(fmt, "service_requests", [status_row_document(row, base_url)])
+    return keep_status(cache, key, response, started=started, request_id=row.id)
 
 
 async def _read_one(

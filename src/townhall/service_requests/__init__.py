@@ -14,8 +14,17 @@ STATIC_PREFIX = "/requests-assets"
 
 
 def register(app: FastAPI) -> None:
-    from townhall.service_requests import api, views
+    from townhall.service_requests import api, queries, views
     from townhall.web import add_template_dir
+
+    settings = app.state.settings
+    # Kept status answers (`api.kept_status`): what residents and Open311 clients poll.
+    app.state.status_cache = app.state.runtime.invalidations.cache(
+        "status",
+        kinds=[queries.STATUS_KIND],
+        ttl_seconds=settings.status_cache_seconds,
+        max_entries=settings.status_cache_entries,
+    )
 
     add_template_dir(app, SERVICE_REQUESTS_DIR / "templates")
     app.mount(

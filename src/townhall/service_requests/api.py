@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -19,6 +19,7 @@ from townhall.accounts.auth import SESSION_COOKIE, PublicActor, current_actor, r
 from townhall.accounts.permissions import mark_access
 from townhall.actor import ANONYMOUS, Actor
 from townhall.aiodb import AsyncReadPool
+from townhall.cache import InvalidatedCache
 from townhall.db import unit_of_work, utcnow
 from townhall.deps import DbSession
 from townhall.errors import NotFoundError, TownhallError
@@ -687,20 +688,60 @@ async def read_request(code: str, request: Request) -> Response:
 
 async def _status_response_async(request: Request, code: str) -> Response:
     await status_caller_async(request)
+    cache, key = request.app.state.status_cache, ("native", queries.normalise_code(code))
+    kept = kept_status(cache, key)
+    if kept is not None:
+        return kept
+    started = cache.begin()
     row = await status_read(request, queries.request_status_with_notes, code)
     if row is None or row.hidden:
         raise NotFoundError("request", code)
-    return json_response(status_document(row, queries.notes_of(row)))
+    response = json_response(status_document(row, queries.notes_of(row)))
+    return keep_status(cache, key, response, started=started, request_id=row.id)
 
 
 def _status_response(request: Request, code: str) -> Response:
     status_caller(request)
+    cache, key = request.app.state.status_cache, ("native", queries.normalise_code(code))
+    kept = kept_status(cache, key)
+    if kept is not None:
+        return kept
+    started = cache.begin()
     with status_connection(request) as (connection, dialect):
         row = queries.request_status(connection, dialect, code)
         if row is None or row.hidden:
             raise NotFoundError("request", code)
         notes = queries.public_notes(connection, dialect, row.id)
-    return json_response(status_document(row, notes))
+    response = json_response(status_document(row, notes))
+    return keep_status(cache, key, response, started=started, request_id=row.id)
+
+
+def kept_status(cache: InvalidatedCache, key: Hashable) -> Response | None:
+    """A status answer kept by `keep_status`, as a new response, or None.
+
+    The status lookups are what residents and clients poll, the busiest reads of a portal;
+    the answers are the same for every caller (public columns only), and every change to a
+    request drops its answers on every node (`townhall.cache`, `queries.watch_status_changes`).
+    The rate limit is counted before, as for any lookup. Only found requests (200) are kept.
+    """
+    kept = cache.get(key)
+    if kept is None:
+        return None
+    body, media_type = kept
+    return Response(body, media_type=media_type)
+
+
+def keep_status(
+    cache: InvalidatedCache, key: Hashable, response: Response, *, started: float, request_id: int
+) -> Response:
+    """Keep a 200 status answer of request `request_id`, read since `started`; return it."""
+    cache.put(
+        key,
+        (response.body, response.media_type),
+        started=started,
+        tags=queries.status_tags(request_id),
+    )
+    return response
 
 
 @router.post("/requests/{code}/follow", summary="Follow a request by email", status_code=201)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from townhall.accounts.models import Organization
+from townhall.cache import Invalidations, Tag
 from townhall.db import UTCDateTime
 from townhall.service_requests.lifecycle import OPEN_SUB_STATUSES
 from townhall.service_requests.models import (
@@ -129,6 +130,33 @@ _STATUS_COLUMNS = (
     .scalar_subquery()
     .label("media_attachment_id"),
 )
+
+# What a kept status answer (`service_requests.api`, `compat.open311`) is read from: the
+# request, its updates and its attachments, one request at a time; the request types and the
+# offices (names shown in every answer) as a whole.
+STATUS_KIND = "request"
+
+
+def status_tags(request_id: int) -> tuple[Tag, ...]:
+    return ((STATUS_KIND, request_id),)
+
+
+def _request_of(attribute: str) -> Callable[[Any], list[Tag]]:
+    def tags(instance: Any) -> list[Tag]:
+        # From the instance's loaded state: a flush hook must not load anything.
+        request_id = instance.__dict__.get(attribute)
+        return [(STATUS_KIND, request_id if isinstance(request_id, int) else "*")]
+
+    return tags
+
+
+def watch_status_changes(invalidations: Invalidations) -> None:
+    """Declare what drops kept status answers (`townhall.cache`)."""
+    invalidations.watch(ServiceRequest, _request_of("id"), kind=STATUS_KIND)
+    invalidations.watch(RequestUpdate, _request_of("request_id"), kind=STATUS_KIND)
+    invalidations.watch(RequestAttachment, _request_of("request_id"), kind=STATUS_KIND)
+    for shown_in_every_answer in (RequestService, Organization):
+        invalidations.watch(shown_in_every_answer, lambda _: [(STATUS_KIND, "*")], kind=STATUS_KIND)
 
 
 def _sqlite_utc(value: str) -> datetime:

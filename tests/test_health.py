@@ -97,3 +97,17 @@ def test_metrics_count_requests_by_route(client):
     assert 'route="/api/v1/me",status="401"' in body
     assert "townhall_http_request_seconds_bucket" in body
     assert "townhall_sse_subscribers 0.0" in body
+    assert 'townhall_cache_entries{cache="status"} 0.0' in body
+
+
+def test_metrics_count_kept_status_answers(client, runtime):
+    from .test_service_requests import setup_city, submit
+
+    setup_city(runtime)
+    code = submit(runtime)
+    for _ in range(3):
+        assert client.get(f"/api/v1/requests/{code}").status_code == 200
+    body = client.get("/metrics").text
+    assert 'townhall_cache_misses_total{cache="status"} 1.0' in body
+    assert 'townhall_cache_hits_total{cache="status"} 2.0' in body
+    assert 'townhall_cache_entries{cache="status"} 1.0' in body

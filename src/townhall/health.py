@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -21,12 +21,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from townhall.accounts.auth import PublicActor
 from townhall.accounts.permissions import mark_access
+from townhall.cache import Invalidations
 from townhall.events import EventBus, StreamClosed
 from townhall.runtime import Runtime
 
@@ -214,6 +217,36 @@ class Metrics:
         latency.observe(seconds)
 
 
+class CacheCollector(Collector):
+    """Hits, misses and entries of the process's cached answers (`townhall.cache`), read
+    at scrape time: the caches count without touching the registry."""
+
+    def __init__(self, invalidations: Invalidations) -> None:
+        self.invalidations = invalidations
+
+    def collect(self) -> Iterator[Metric]:
+        hits = CounterMetricFamily(
+            "townhall_cache_hits", "Answers given from a cache.", labels=["cache"]
+        )
+        misses = CounterMetricFamily(
+            "townhall_cache_misses", "Answers a cache did not hold.", labels=["cache"]
+        )
+        entries = GaugeMetricFamily(
+            "townhall_cache_entries", "Answers a cache holds now.", labels=["cache"]
+        )
+        totals: dict[str, list[int]] = {}
+        for cache in self.invalidations.caches:  # by name: apps of one runtime (tests) add up
+            total = totals.setdefault(cache.name, [0, 0, 0])
+            total[0] += cache.hits
+            total[1] += cache.misses
+            total[2] += len(cache)
+        for name, (hit, missed, held) in totals.items():
+            hits.add_metric([name], hit)
+            misses.add_metric([name], missed)
+            entries.add_metric([name], held)
+        yield from (hits, misses, entries)
+
+
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
@@ -246,5 +279,6 @@ def register(app: FastAPI) -> None:
     app.state.sse_heartbeat_seconds = HEARTBEAT_SECONDS
     bus = app.state.runtime.events
     app.state.metrics.sse_subscribers.set_function(lambda: bus.subscriber_count())
+    app.state.metrics.registry.register(CacheCollector(app.state.runtime.invalidations))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(router)

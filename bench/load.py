@@ -182,6 +182,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=REPO / "docs" / "performance.md",
         help="Markdown file whose load:begin/load:end block is rewritten.",
     )
+    parser.add_argument(
+        "--status-cache-seconds",
+        type=float,
+        default=None,
+        help="TOWNHALL_STATUS_CACHE_SECONDS for the server (default: its own, 10); 0 answers "
+        "every lookup from the database, to see what the kept answers are worth.",
+    )
     parser.add_argument("--no-write", action="store_true", help="Print only; write no Markdown.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the raw results here.")
     parser.add_argument(
@@ -680,12 +687,16 @@ def run_backend(
 ) -> BackendRun:
     data_dir = workdir / "data"
     env = townhall_env(data_dir, database_url, redis_url)
+    if args.status_cache_seconds is not None:
+        env["TOWNHALL_STATUS_CACHE_SECONDS"] = str(args.status_cache_seconds)
     log(f"{label}: seeding {args.requests:,} requests")
     seeded = seed_instance(env, args.requests)
     codes_file = workdir / "codes.txt"
     codes_file.write_text("\n".join(seeded.codes) + "\n")
     run = BackendRun(label, workers, len(seeded.codes), server_settings())
     run.server["workers"] = str(workers)
+    cache = env.get("TOWNHALL_STATUS_CACHE_SECONDS")
+    run.server["status cache"] = f"{cache} s" if cache is not None else "default (10 s)"
     bare = start_bare(workers, workdir, env)
     townhall = None
     try:

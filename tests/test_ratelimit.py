@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -17,7 +18,16 @@ from fastapi.testclient import TestClient
 
 from townhall.app import create_app
 from townhall.config import Settings
-from townhall.ratelimit import MemoryBackend, RateLimiter, RedisBackend, parse_rate, policy_for
+from townhall.ratelimit import (
+    LEASE_CAP,
+    MemoryBackend,
+    RateLimiter,
+    RedisBackend,
+    _Leases,
+    lease_size,
+    parse_rate,
+    policy_for,
+)
 
 from .conftest import REDIS_URL, auth, csrf_from, make_account
 from .test_jobs import redis_available
@@ -156,6 +166,16 @@ def test_unreachable_redis_lets_requests_through() -> None:
 
     assert asyncio.run(twice()) == [True, True]
 
+    async def at_once() -> list[bool]:
+        """Lookups waiting on one reservation share its failure: all let through."""
+        try:
+            hits = [limiter.check_async("sql", "ip:2") for _ in range(5)]
+            return [decision.allowed for decision in await asyncio.gather(*hits)]
+        finally:
+            await limiter.aclose()
+
+    assert asyncio.run(at_once()) == [True] * 5
+
 
 # On the event loop (the async status lookups) ------------------------------------------------
 
@@ -209,12 +229,12 @@ def test_redis_async_hit_loads_a_script_the_server_does_not_know(redis_prefix: s
         counter = _LoopCounter(REDIS_URL, "0" * 40)
         try:
             return [
-                int((await counter.hit(f"{redis_prefix}reads:ip:5", 60_000))[0]) for _ in range(2)
+                int((await counter.hit(f"{redis_prefix}reads:ip:5", 60_000, n))[0]) for n in (1, 3)
             ]
         finally:
             await counter.aclose()
 
-    assert asyncio.run(hits()) == [1, 2]
+    assert asyncio.run(hits()) == [1, 4]  # the second reserved 3 counts at once
 
 
 def test_enforce_async_refuses_in_the_same_terms(redis_prefix: str) -> None:
@@ -251,6 +271,175 @@ def test_enforce_async_refuses_in_the_same_terms(redis_prefix: str) -> None:
         counter.close()
     finally:
         limiter.backend.close()
+
+
+# Counts reserved in batches -------------------------------------------------------------------
+
+
+def _redis_count(key: str) -> int:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return int(client.get(key) or 0)
+    finally:
+        client.close()
+
+
+def test_lease_size_grows_with_the_room_left() -> None:
+    assert [lease_size(room) for room in (None, 0, -3, 31, 32, 160, 1023, 1024, 10**8)] == [
+        1, 1, 1, 1, 2, 10, 63, 64, 64
+    ]  # fmt: skip
+
+
+def test_small_limit_is_exact_across_two_nodes(redis_prefix: str) -> None:
+    one = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    two = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    try:
+        decisions = [(one, two)[i % 2].hit("reads:ip:1", 10, 60) for i in range(30)]
+    finally:
+        one.close()
+        two.close()
+    assert [d.allowed for d in decisions] == [True] * 10 + [False] * 20
+    assert [d.count for d in decisions] == list(range(1, 31))  # one by one below 32 left
+    assert _redis_count(f"{redis_prefix}reads:ip:1") == 30
+
+
+def test_large_limit_reserves_batches_and_two_nodes_never_pass_it(redis_prefix: str) -> None:
+    limit, key = 2000, "reads:ip:2"
+    one = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    two = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    try:
+        assert one.hit(key, limit, 60).count == 1  # a window not seen yet: one count
+        assert one.hit(key, limit, 60).count == 2  # 1999 left: a batch of 64, counts 2-65
+        assert _redis_count(redis_prefix + key) == 65
+        assert one.hit(key, limit, 60).count == 3  # spent locally
+        assert _redis_count(redis_prefix + key) == 65
+        allowed = [3]
+        for i in range(2 * limit):  # both nodes drain the window, interleaved
+            decision = (two, one)[i % 2].hit(key, limit, 60)
+            if decision.allowed:
+                allowed.append(decision.count)
+            else:
+                assert decision.count > limit
+                assert 1 <= decision.retry_after <= 60
+    finally:
+        one.close()
+        two.close()
+    # Every count owned by one node only, and all of them spent: exactly the limit, no more.
+    assert sorted([1, 2, *allowed]) == list(range(1, limit + 1))
+
+
+def test_counts_a_node_stops_spending_are_never_let_through(redis_prefix: str) -> None:
+    limit, key = 500, "reads:ip:3"
+    gone = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    stays = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    try:
+        assert gone.hit(key, limit, 60).allowed
+        assert gone.hit(key, limit, 60).allowed  # holds counts 3-32 now (499 // 16 = 31)
+        passed = sum(stays.hit(key, limit, 60).allowed for _ in range(limit))
+    finally:
+        gone.close()
+        stays.close()
+    assert passed == limit - 32
+
+
+def test_threads_of_one_node_hold_one_batch_at_a_time(redis_prefix: str) -> None:
+    """Threads that find no count held while a batch is on its way reserve one count each,
+    which they spend at once: whatever the timing, at most one batch is left unspent."""
+    key = "reads:token:9"
+    backend = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+
+    def drain() -> list[int]:
+        return [backend.hit(key, 100_000, 60).count for _ in range(200)]
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            counts = [c for batch in pool.map(lambda _: drain(), range(16)) for c in batch]
+    finally:
+        backend.close()
+    assert len(set(counts)) == len(counts) == 3200  # no count spent twice
+    assert 3200 < _redis_count(redis_prefix + key) <= 3200 + LEASE_CAP - 1
+
+
+def test_a_lease_ends_with_its_window(redis_prefix: str) -> None:
+    key = "reads:ip:4"
+    backend = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    try:
+        backend.hit(key, 1000, 1)
+        assert backend.hit(key, 1000, 1).count == 2  # reserves 62
+        assert _redis_count(redis_prefix + key) == 63
+        time.sleep(1.05)
+        fresh = backend.hit(key, 1000, 1)
+        assert (fresh.allowed, fresh.count) == (True, 1)  # the held counts died with the window
+        assert _redis_count(redis_prefix + key) == 1
+        assert backend.hit(key, 1000, 1).count == 2  # and the new window batches again
+        assert _redis_count(redis_prefix + key) == 63
+    finally:
+        backend.close()
+
+
+def test_refusal_gives_the_seconds_left_in_the_window(redis_prefix: str) -> None:
+    key = "sql:token:5"
+    backend = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    try:
+        assert all(backend.hit(key, 3, 60).allowed for _ in range(3))
+        refused = backend.hit(key, 3, 60)
+        assert (refused.allowed, refused.count) == (False, 4)
+        assert 59 <= refused.retry_after <= 60
+        redis.Redis.from_url(REDIS_URL).pexpire(redis_prefix + key, 2500)
+        assert backend.hit(key, 3, 60).retry_after == 3  # 2.5 s left, rounded up
+    finally:
+        backend.close()
+
+
+def test_async_hits_batch_and_stay_exact(redis_prefix: str) -> None:
+    """On the loop, lookups that find no count held wait for the one reservation in flight:
+    200 at once make 5 round trips (1, then 64 at a time), not 200."""
+    one = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+    two = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+
+    async def hits() -> tuple[list[int], list[bool], list[int]]:
+        try:
+            burst = await asyncio.gather(
+                *(one.hit_async("reads:ip:6", 2000, 60) for _ in range(200))
+            )
+            small = await asyncio.gather(
+                *((one, two)[i % 2].hit_async("reads:ip:7", 10, 60) for i in range(30))
+            )
+            over = [await two.hit_async("reads:ip:8", 1, 60) for _ in range(2)]
+            return (
+                [d.count for d in burst if d.allowed],
+                [d.allowed for d in small],
+                [d.retry_after for d in over if not d.allowed],
+            )
+        finally:
+            await one.aclose()
+            await two.aclose()
+
+    try:
+        burst, small, retry_after = asyncio.run(hits())
+    finally:
+        one.close()
+        two.close()
+    assert sorted(burst) == list(range(1, 201))
+    assert _redis_count(f"{redis_prefix}reads:ip:6") == 1 + 4 * 64
+    assert small.count(True) == 10
+    assert len(retry_after) == 1
+    assert 59 <= retry_after[0] <= 60
+
+
+def test_leases_of_ended_windows_are_swept() -> None:
+    clock = FakeClock()
+    leases = _Leases(clock)
+    for i in range(_Leases.SWEEP_ABOVE):
+        leases.record(f"reads:ip:{i}", 10_000, 64, 64, 1000, clock.now)
+    clock.now += 2  # every window has ended
+    leases.record("reads:ip:new", 10_000, 1, 1, 1000, clock.now)
+    assert list(leases._leases) == ["reads:ip:new"]
+    for i in range(_Leases.SWEEP_ABOVE - 1):  # a flood of addresses, all in their window
+        leases.record(f"reads:ip:{i}", 10_000, 1, 1, 60_000, clock.now)
+    leases.record("reads:ip:last", 10_000, 1, 1, 60_000, clock.now)
+    assert list(leases._leases) == ["reads:ip:last"]  # forgotten: held counts go unused
+    assert leases.take("reads:ip:0", 10_000) == 1  # a forgotten key starts again at one
 
 
 # Over HTTP ------------------------------------------------------------------------------------

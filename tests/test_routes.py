@@ -12,6 +12,7 @@ its effective (prefixed, router-dependency-merged) context.
 from __future__ import annotations
 
 import ast
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +22,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from townhall.accounts.permissions import ACCESS_MARKER, PERMISSIONS
 from townhall.app import create_app
 from townhall.config import Settings
+from townhall.routing import literal_prefixes
 
 from .conftest import SECRET
 
@@ -165,3 +167,56 @@ def test_route_kinds_are_known(app):
     """Anything but APIRoute, FastAPI's Route and a Mount needs a decision in this file."""
     for route in all_routes(app):
         assert isinstance(route.original_route, (APIRoute, Route, Mount)), describe(route)
+
+
+# Routers a path cannot reach (townhall.routing) ------------------------------------------------
+
+
+def _sample_paths(app: FastAPI) -> list[str]:
+    """A concrete path for every route (each parameter filled), the same with and without a
+    trailing slash, and paths no route has."""
+    paths = {"/", "/nowhere", "/api/v1/nowhere", "/api", "/open311", "/hsds", "/static"}
+    for route in all_routes(app):
+        path = re.sub(r"\{[^}:]+:path\}", "a/b.css", route.path)
+        path = re.sub(r"\{[^}]+\}", "1", path)
+        paths.update({path, path.rstrip("/") or "/", path + "/"})
+    return sorted(paths)
+
+
+def test_guarded_routers_answer_as_unguarded(app):
+    guarded = [r for r in app.router.routes if hasattr(r.matches, "unguarded")]
+    assert len(guarded) >= 20  # nearly every slice's routers
+    for path in _sample_paths(app):
+        for method in ("GET", "POST", "DELETE"):
+            scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+            for route in guarded:
+                fast = route.matches(dict(scope))
+                full = route.matches.unguarded(dict(scope))
+                assert fast[0] == full[0], (method, path, route)
+
+
+def test_a_router_skips_paths_it_cannot_hold(app):
+    datastore = next(
+        r
+        for r in app.router.routes
+        if hasattr(r.matches, "unguarded") and "/api/v1/datasets/" in literal_prefixes(r)
+    )
+    scope = {"type": "http", "method": "GET", "path": "/healthz", "root_path": ""}
+    assert datastore.matches(scope)[0] == Match.NONE
+    # Under a root path (behind a proxy), prefixes are compared with the route path.
+    proxied = {**scope, "path": "/city/api/v1/datasets/x/rows", "root_path": "/city"}
+    assert (
+        datastore.matches(proxied)[0] != Match.NONE
+        or datastore.matches.unguarded(proxied)[0] == Match.NONE
+    )
+
+
+def test_every_request_kind_still_reaches_its_route(app):
+    """Through the whole app: a route at the front, one at the back, a 405, a redirect."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/insights", follow_redirects=False).status_code in (200, 303, 401)
+        assert client.put("/healthz").status_code == 405
+        assert client.get("/api/v1/nowhere").status_code == 404

@@ -18,6 +18,7 @@ from townhall.middleware import (
     SecurityHeadersMiddleware,
 )
 from townhall.ratelimit import RateLimiter
+from townhall.routing import skip_unreachable_routers
 from townhall.runtime import Runtime
 
 # Order matters only for the web shell, which must come first (templates used by the others).
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     install_error_handlers(app)
     for name in SLICES:
         importlib.import_module(name).register(app)
+    skip_unreachable_routers(app)
     # Added last so they run first: every response carries a request id, and bodies are capped.
     app.add_middleware(
         BodySizeLimitMiddleware,

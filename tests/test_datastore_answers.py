@@ -7,8 +7,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import math
 import random
+import re
 
 import duckdb
 import pytest
@@ -19,6 +21,7 @@ from townhall.datastore.query import render, sql_literal
 from townhall.datastore.serving import CLUSTER_MAX_DISTINCT, serving_copies, value_counts
 
 from . import test_datastore_serving as serving_tests
+from .conftest import auth, make_account
 from .test_datastore_support import DATA_DIR, csv_bytes, make_dataset, upload_ok
 
 # The street trees of the serving-copy tests: the same table, fixtures and helpers.
@@ -264,3 +267,153 @@ def test_rendered_sql_kept_per_column_list_never_crosses_versions(
     assert first is not second
     first.set("this", exp.DataType.Type.TEXT)
     assert render(data_type("DECIMAL(18,3)")) == "DECIMAL(18, 3)"
+
+
+# Kept pages and plans ----------------------------------------------------------------------------
+
+_ELAPSED = re.compile(rb'"elapsed_ms":[0-9.eE+-]+')
+
+
+def _body(client, path: str, expect: int = 200, headers=None, **params) -> bytes:
+    response = client.get(f"/api/v1/datasets/{path}", params=params, headers=headers)
+    assert response.status_code == expect, response.text
+    return response.content
+
+
+def _timeless(body: bytes) -> bytes:
+    """The body with its `elapsed_ms` blanked: the one field that may differ between asks."""
+    assert _ELAPSED.search(body), body[:200]
+    return _ELAPSED.sub(b'"elapsed_ms":0', body)
+
+
+def test_kept_pages_are_byte_identical_to_computed_ones(client, trees, runtime):
+    """A page asked twice is answered from memory (no new entry), and its bytes, `elapsed_ms`
+    apart, are those of the same page computed with nothing kept: filtered, sorted, deep,
+    with fields, and the page a cursor leads to (on the copy and on the lake)."""
+    engine = query_engine(runtime)
+    asks = [
+        {"species": "Oak", "limit": 5},
+        {"limit": 7, "offset": 40},
+        {"sort": "-height,id", "limit": 4, "fields": "id,height"},
+        {"height__gte": "3", "q": "street", "limit": 3},
+        {"limit": 5, "version": 1},
+    ]
+    for params in asks:
+        engine.answers.clear()
+        first = _body(client, "street-trees/rows", **params)
+        kept = len(engine.answers)
+        assert kept >= 2  # the plan and the page
+        again = _body(client, "street-trees/rows", **params)
+        assert len(engine.answers) == kept
+        assert _timeless(again) == _timeless(first)
+        cursor = json.loads(first)["next_cursor"]
+        assert cursor
+        following = _body(client, "street-trees/rows", **{**params, "offset": 0, "cursor": cursor})
+        engine.answers.clear()
+        assert _timeless(_body(client, "street-trees/rows", **params)) == _timeless(first)
+        fresh = _body(client, "street-trees/rows", **{**params, "offset": 0, "cursor": cursor})
+        assert _timeless(fresh) == _timeless(following)
+    # `elapsed_ms` is this request's own time, not the kept page's.
+    assert json.loads(again)["elapsed_ms"] >= 0
+
+
+def test_large_pages_are_not_kept(client, trees, runtime, monkeypatch):
+    from townhall.datastore import query as datastore_query
+
+    engine = query_engine(runtime)
+    engine.answers.clear()
+    monkeypatch.setattr(datastore_query, "PAGE_KEEP_MAX_BYTES", 1024)
+    big = rows(client, limit=50)
+    assert len(big["rows"]) == 50
+    assert len(engine.answers) == 1  # the plan only: 50 rows take more than 1 KB
+    rows(client, limit=2)
+    assert len(engine.answers) == 3  # a small page is kept with its plan
+
+
+def test_kept_page_never_crosses_versions_or_withdrawal(client, trees, publisher, runtime):
+    """A kept page belongs to its snapshot: after a new version the same request reads the new
+    one (the old one still by `version=1`), and once the dataset is withdrawn the public gets
+    404 whatever was kept, while its publisher still reads it."""
+    before = rows(client, species="Oak", limit=3)
+    assert before["version"] == 1
+    upload_ok(client, publisher, "street-trees", trees, _tree_csv(60, height_offset=1.0))
+    assert serving_copies(runtime).wait(60)
+    after = rows(client, species="Oak", limit=3)
+    assert after["version"] == 2
+    assert after["total"] == 12
+    assert before["total"] == 24
+    assert [r["height"] for r in after["rows"]] != [r["height"] for r in before["rows"]]
+    older = rows(client, species="Oak", limit=3, version=1)
+    assert older["version"] == 1
+    assert older["total"] == 24
+    # Version 1 lost its serving copy to version 2's and is read from the lake now: what is
+    # kept of it is what reading it afresh gives.
+    query_engine(runtime).answers.clear()
+    assert rows(client, species="Oak", limit=3, version=1)["rows"] == older["rows"]
+    kept = aggregate(client, group_by="species", metric="count")
+    assert sum(r["count"] for r in kept["rows"]) == 60
+    response = client.post("/api/v1/datasets/street-trees/withdraw", headers=auth(publisher))
+    assert response.status_code == 200, response.text
+    for path, params in (
+        ("rows", {"species": "Oak", "limit": 3}),
+        ("rows", {"species": "Oak", "limit": 3, "version": 1}),
+        ("aggregate", {"group_by": "species", "metric": "count"}),
+    ):
+        problem = client.get(f"/api/v1/datasets/street-trees/{path}", params=params)
+        assert problem.status_code == 404, problem.text
+        assert problem.json()["code"] == "dataset_not_found"
+        owner = client.get(
+            f"/api/v1/datasets/street-trees/{path}", params=params, headers=auth(publisher)
+        )
+        assert owner.status_code == 200, owner.text
+
+
+def test_restricted_page_kept_for_a_partner_is_not_served_to_others(client, publisher, runtime):
+    """The caller's right to read is checked on every request, before any kept answer."""
+    resource = make_dataset(client, publisher, "partners", visibility="restricted")
+    upload_ok(client, publisher, "partners", resource, csv_bytes(["a", "b"], [[1, "x"], [2, "y"]]))
+    assert serving_copies(runtime).wait(60)
+    partner = make_account(runtime, "partner")
+    staff = make_account(runtime, "staff", email="staff@example.org")
+    for path, params in (("rows", {"b": "x", "limit": 1}), ("aggregate", {"metric": "count"})):
+        for _ in range(2):
+            allowed = _body(client, f"partners/{path}", headers=auth(partner), **params)
+            assert json.loads(allowed)["rows"]
+        problem = client.get(f"/api/v1/datasets/partners/{path}", params=params)
+        assert problem.status_code == 404
+        assert problem.json()["code"] == "dataset_not_found"
+        assert b'"x"' not in problem.content
+        other = client.get(f"/api/v1/datasets/partners/{path}", params=params, headers=auth(staff))
+        assert other.status_code == 404
+    bad = client.get(
+        "/api/v1/datasets/partners/rows", headers={"Authorization": "Bearer th_not_a_token"}
+    )
+    assert bad.status_code == 401
+    assert bad.json()["code"] == "invalid_token"
+
+
+def test_anonymous_table_lookups_are_kept_until_the_dataset_changes(client, trees, publisher):
+    """An anonymous read finds its table without the database once it was looked up
+    (`app.state.table_cache`); a visibility change made through the API is seen by the very
+    next read, both ways."""
+    cache = client.app.state.table_cache
+    first = rows(client, species="Oak", limit=2)
+    hits = cache.hits
+    assert rows(client, species="Oak", limit=2)["rows"] == first["rows"]
+    assert cache.hits == hits + 1
+    private = client.patch(
+        "/api/v1/datasets/street-trees", json={"visibility": "private"}, headers=auth(publisher)
+    )
+    assert private.status_code == 200, private.text
+    hidden = client.get("/api/v1/datasets/street-trees/rows", params={"species": "Oak"})
+    assert hidden.status_code == 404
+    # The publisher still reads it (not through the anonymous lookup).
+    own = client.get(
+        "/api/v1/datasets/street-trees/rows", params={"limit": 1}, headers=auth(publisher)
+    )
+    assert own.status_code == 200
+    public = client.patch(
+        "/api/v1/datasets/street-trees", json={"visibility": "public"}, headers=auth(publisher)
+    )
+    assert public.status_code == 200, public.text
+    assert rows(client, species="Oak", limit=2)["rows"] == first["rows"]

@@ -260,6 +260,15 @@ class Settings(BaseSettings):
         "once on every node; this bounds what it cannot see (SQL run by hand, the CLI of an "
         "embedded instance while it serves). 0 switches the cache off.",
     )
+    table_cache_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="How long a process keeps which table and version an anonymous data read "
+        "of a dataset goes to (`/rows`, `/aggregate`), instead of asking the database on "
+        "every request. Every change to the dataset, its resources or versions drops it at "
+        "once on every node; 0 switches it off.",
+    )
     status_cache_entries: int = Field(
         20_000,
         ge=1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -54,9 +55,10 @@ async def _db_turn(request: Request) -> AsyncIterator[None]:
         yield
 
 
-def _db_session(
-    request: Request, _turn: Annotated[None, Depends(_db_turn, scope="function")]
-) -> Iterator[Session]:
+@contextmanager
+def request_unit_of_work(request: Request) -> Iterator[Session]:
+    """The unit of work of a request: for a safe method, on the read database when there is
+    one (its small writes deferred to the primary); otherwise on the primary."""
     runtime = request.app.state.runtime
     if (
         request.method in SAFE_METHODS
@@ -68,6 +70,13 @@ def _db_session(
             yield session
         return
     with unit_of_work(runtime.session_factory) as session:
+        yield session
+
+
+def _db_session(
+    request: Request, _turn: Annotated[None, Depends(_db_turn, scope="function")]
+) -> Iterator[Session]:
+    with request_unit_of_work(request) as session:
         yield session
 
 

@@ -77,10 +77,12 @@ class Runtime:
     def invalidations(self) -> Invalidations:
         """What drops this process's cached answers when rows change (`townhall.cache`)."""
         from townhall.cache import Invalidations
+        from townhall.catalog.queries import watch_published_tables
         from townhall.service_requests.queries import watch_status_changes
 
         invalidations = Invalidations(self.events)
         watch_status_changes(invalidations)
+        watch_published_tables(invalidations)
         return invalidations
 
     @cached_property

@@ -50,6 +50,19 @@ def _bearer_token(request: Request) -> str | None:
     )
 
 
+def is_anonymous(request: Request) -> bool:
+    """No token and no session cookie: the usual resident, Open311 client or data reader,
+    whose public reads need no database lookup to know who asks. A walk over the
+    scope's few headers (lower case, as ASGI servers give them); the cookies are parsed only
+    when there are any."""
+    cookies = False
+    for name, _ in request.scope["headers"]:
+        if name == b"authorization":
+            return False
+        cookies = cookies or name == b"cookie"
+    return not cookies or SESSION_COOKIE not in request.cookies
+
+
 def current_actor(request: Request, db: DbSession, settings: AppSettings) -> Actor:
     """Resolve the caller once per request. Raises 401 for a bad token; an expired session
     cookie yields an anonymous actor marked `session_expired` (public pages still work)."""

@@ -3,20 +3,41 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.orm import Session
 
 from townhall.actor import Actor
+from townhall.cache import Invalidations, Tag
 from townhall.catalog import search
 from townhall.catalog.models import Dataset, DatasetVersion, Resource
 from townhall.db import utcnow
 
 SORTS = ("relevance", "updated", "name")
+# What a kept table lookup (`datastore.api`, `datastore.query.PublishedTable`) is read from: a
+# dataset's state and visibility, its resources and their versions, per dataset.
+TABLE_KIND = "dataset"
 FACET_FIELDS = ("organization", "theme", "keyword", "format", "license", "freshness")
+
+
+def watch_published_tables(invalidations: Invalidations) -> None:
+    """Declare what drops kept table lookups (`townhall.cache`)."""
+
+    def of(attribute: str) -> Callable[[Any], list[Tag]]:
+        def tags(instance: Any) -> list[Tag]:
+            # From the loaded state: a flush hook must not load anything.
+            dataset_id = instance.__dict__.get(attribute)
+            return [(TABLE_KIND, dataset_id if isinstance(dataset_id, int) else "*")]
+
+        return tags
+
+    invalidations.watch(Dataset, of("id"), kind=TABLE_KIND)
+    invalidations.watch(Resource, of("dataset_id"), kind=TABLE_KIND)
+    invalidations.watch(DatasetVersion, of("dataset_id"), kind=TABLE_KIND)
 
 
 def can_edit(actor: Actor, dataset: Dataset) -> bool:

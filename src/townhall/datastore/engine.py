@@ -162,6 +162,12 @@ class AnswerCache:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self._bytes -= dropped
 
+    def clear(self) -> None:
+        """Forget every answer (the bench measures what a first ask costs)."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -105,6 +105,8 @@ class PublishedTable:
     columns: tuple[dict[str, Any], ...]
     current: bool = False
     """The resource's published version (the one a serving copy is built for)."""
+    dataset_id: int | None = None
+    """The dataset's id (what a kept lookup of this table is dropped by)."""
     copy_alias: str | None = None
     """Set by `serve()` when the node's serving copy of this version answers the query."""
     cluster: tuple[str, ...] = ()
@@ -183,6 +185,7 @@ def _table_of(
         row_count=int(version.row_count),
         columns=tuple(version.columns or ()),
         current=resource.published_version_id == version.id,
+        dataset_id=dataset.id,
     )
 
 
@@ -460,7 +463,9 @@ def _limit(rows: int) -> exp.Limit:
 
 
 def _column(name: str) -> exp.Column:
-    return exp.column(exp.to_identifier(name, quoted=True))
+    # From the name, not from an Identifier: `exp.column` deep-copies a node it is given
+    # (about a third of the sqlglot work of a first page).
+    return exp.Column(this=exp.Identifier(this=name, quoted=True))
 
 
 def _truthy(value: str, column: str) -> bool:
@@ -768,25 +773,40 @@ def _after(
     return exp.or_(later, exp.and_(same, _after(rest, rest_values, binder)))
 
 
+# A page of rows is an answer about an immutable snapshot too: kept in the engine's answers
+# per (table, snapshot, SQL) unless its rows take more than this (a page of 100 rows of the
+# bench's 16 columns is about 40 KB).
+PAGE_KEEP_MAX_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RowsPlan:
+    """What one page request compiles to on one table: the same for the same request shape,
+    so kept per shape in the engine's answers (compiling with sqlglot was most of the Python
+    work of a first page). Never mutated once made."""
+
+    sql: str
+    offset: int
+    limit: int
+    fields: list[dict[str, str]]
+    use_rowid: bool
+    ordered_as: list[str] | None
+    """The storage order the page comes in, for its cursor (None: the lake's)."""
+    filtered: bool
+
+
 def query_rows(engine: QueryEngine, table: PublishedTable, request: RowsRequest) -> QueryResult:
     """One page of rows. Raises TownhallError invalid_filter/invalid_cursor (bad input, 4xx),
-    query_timeout (400)."""
+    query_timeout (400).
+
+    The page's rows are kept per (table, snapshot, SQL) (`PAGE_KEEP_MAX_BYTES`): the same
+    request on the same version is answered from memory, with the same bytes except
+    `elapsed_ms`. Which table and version the caller may read is settled before this, on
+    every request (`published_table`)."""
     started = time.perf_counter()
     cap = engine.row_cap
     limit = max(1, min(request.limit, cap))
-    names = request.fields or [c["name"] for c in table.columns]
-    types = {c["name"]: str(c.get("db_type") or "VARCHAR") for c in table.columns}
-    binder = Binder()
-    where = where_clause(table, request.filters, request.q, binder)
     fingerprint = _cursor_fingerprint(table, request)
-    use_rowid = table.has_rowid
-    nullable = {c["name"]: bool(c.get("nullable", True)) for c in table.columns}
-    sort_keys: list[tuple[exp.Expression, bool, str, bool]] = [
-        (_column(name), descending, types[name], nullable[name])
-        for name, descending in request.sort
-    ]
-    offset = request.offset
-    conditions = [where] if where is not None else []
     doc: dict[str, Any] | None = None
     if request.cursor:
         if request.offset:
@@ -805,6 +825,88 @@ def query_rows(engine: QueryEngine, table: PublishedTable, request: RowsRequest)
         if table.copy_alias is None or list(table.cluster) != wanted:
             table = replace(table, copy_alias=None, cluster=tuple(wanted))
             replayed = True
+    # Everything the plan is made from: the table at its snapshot (its columns never change),
+    # where it is read, and the request.
+    shape = (
+        "rows-plan",
+        table.table_name,
+        table.snapshot_id,
+        table.copy_alias,
+        table.cluster,
+        replayed,
+        None if request.fields is None else tuple(request.fields),
+        tuple(request.filters),
+        request.q,
+        tuple(request.sort),
+        limit,
+        request.offset,
+        request.cursor,
+    )
+    plan: RowsPlan | None = engine.answers.get(shape)
+    if plan is None:
+        plan = _rows_plan(table, request, limit, doc, replayed)
+        engine.answers.put(shape, plan, 512 + 2 * len(plan.sql))
+    page_key = ("page", table.table_name, table.snapshot_id, plan.sql)
+    fetched: list[tuple[str, str | None]] | None = engine.answers.get(page_key)
+    if fetched is None:
+        sql = plan.sql
+        fetched = _run_user_facing(engine, lambda cursor: cursor.execute(sql).fetchall())
+        size = 256 + sum(len(row[0]) + len(row[1] or "") + 64 for row in fetched)
+        if size <= PAGE_KEEP_MAX_BYTES:
+            engine.answers.put(page_key, fetched, size)
+    more = len(fetched) > limit
+    page = fetched[:limit]
+    offset = plan.offset
+    next_cursor = None
+    if more and page:
+        if plan.use_rowid:
+            last = json.loads(page[-1][1] or "[]")
+            next_cursor = encode_cursor(
+                fingerprint, last[:-1], int(last[-1]), None, copy_order=plan.ordered_as
+            )
+        else:
+            next_cursor = encode_cursor(
+                fingerprint, [], None, offset + limit, copy_order=plan.ordered_as
+            )
+    total, estimated = _total(engine, table, request, plan.filtered, len(page), offset, more)
+    return QueryResult(
+        rows_json=[row[0] for row in page],
+        fields=plan.fields,
+        total=total,
+        total_estimated=estimated,
+        truncated=more and request.limit > cap,
+        elapsed_ms=elapsed_ms(started),
+        version=table.version,
+        next_cursor=next_cursor,
+        extra={
+            "resource_id": table.resource_id,
+            "offset": offset,
+            "limit": limit,
+            "served_from": table.served_from,
+        },
+    )
+
+
+def _rows_plan(
+    table: PublishedTable,
+    request: RowsRequest,
+    limit: int,
+    doc: dict[str, Any] | None,
+    replayed: bool,
+) -> RowsPlan:
+    """Compile a page request on `table` (already served: copy or lake) to its SQL."""
+    names = request.fields or [c["name"] for c in table.columns]
+    types = {c["name"]: str(c.get("db_type") or "VARCHAR") for c in table.columns}
+    binder = Binder()
+    where = where_clause(table, request.filters, request.q, binder)
+    use_rowid = table.has_rowid
+    nullable = {c["name"]: bool(c.get("nullable", True)) for c in table.columns}
+    sort_keys: list[tuple[exp.Expression, bool, str, bool]] = [
+        (_column(name), descending, types[name], nullable[name])
+        for name, descending in request.sort
+    ]
+    offset = request.offset
+    conditions = [where] if where is not None else []
     rowid_ref: exp.Expression = exp.column(ROWID)
     source: exp.Expression = table.ref()
     if replayed:
@@ -876,43 +978,17 @@ def query_rows(engine: QueryEngine, table: PublishedTable, request: RowsRequest)
         f'SELECT {row_json_sql(tuple(out_columns))}, {keys_sql} FROM ({render(select)}) AS "__th_q"'
     )
 
-    def work(cursor: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:
-        return cursor.execute(sql, binder.values or None).fetchall()
-
-    fetched = _run_user_facing(engine, work)
-    more = len(fetched) > limit
-    page = fetched[:limit]
-    next_cursor = None
-    if more and page:
-        ordered_as = list(table.cluster) if table.copy_alias is not None or replayed else None
-        if use_rowid:
-            last = json.loads(page[-1][1])
-            next_cursor = encode_cursor(
-                fingerprint, last[:-1], int(last[-1]), None, copy_order=ordered_as
-            )
-        else:
-            next_cursor = encode_cursor(
-                fingerprint, [], None, offset + limit, copy_order=ordered_as
-            )
-    total, estimated = _total(engine, table, request, where, binder, len(page), offset, more)
-    return QueryResult(
-        rows_json=[row[0] for row in page],
+    return RowsPlan(
+        sql=sql,
+        offset=offset,
+        limit=limit,
         fields=[
             {"name": name, "type": "geometry" if name in geojson_text else logical_type(t)}
             for name, t in out_columns
         ],
-        total=total,
-        total_estimated=estimated,
-        truncated=more and request.limit > cap,
-        elapsed_ms=elapsed_ms(started),
-        version=table.version,
-        next_cursor=next_cursor,
-        extra={
-            "resource_id": table.resource_id,
-            "offset": offset,
-            "limit": limit,
-            "served_from": table.served_from,
-        },
+        use_rowid=use_rowid,
+        ordered_as=list(table.cluster) if table.copy_alias is not None or replayed else None,
+        filtered=where is not None,
     )
 
 
@@ -979,15 +1055,14 @@ def _total(
     engine: QueryEngine,
     table: PublishedTable,
     request: RowsRequest,
-    where: exp.Expression | None,
-    binder: Binder,
+    filtered: bool,
     page_rows: int,
     offset: int,
     more: bool,
 ) -> tuple[int | None, bool]:
     """Exact where cheap, else estimated: the version's row count when unfiltered; the page
     itself when it is the whole answer; a count within a small time budget; else a sample."""
-    if where is None:
+    if not filtered:
         return table.row_count, False
     if not more and not request.cursor:
         return offset + page_rows, False
@@ -1106,6 +1181,64 @@ def query_aggregate(
     engine, table = serve(engine, table)
     cap = engine.row_cap
     limit = max(1, min(limit or cap, cap))
+    # The SQL is kept per request shape on this table and snapshot, as a page's plan is.
+    shape = (
+        "aggregate-plan",
+        table.table_name,
+        table.snapshot_id,
+        table.copy_alias,
+        tuple(group_by),
+        tuple(metrics),
+        tuple(filters),
+        q,
+        sort,
+        limit,
+    )
+    inner_sql: str | None = engine.answers.get(shape)
+    if inner_sql is None:
+        inner_sql = _aggregate_sql(table, group_by, metrics, filters, q, sort, limit)
+        engine.answers.put(shape, inner_sql, 512 + 2 * len(inner_sql))
+    binder = Binder()  # values are written into the SQL as constants: none are bound
+    # A version never changes, so neither does its aggregate: kept once computed.
+    key = ("aggregate", table.table_name, table.snapshot_id, inner_sql, _values_key(binder))
+    known = engine.answers.get(key)
+    if known is not None:
+        result_types, fetched = known
+    else:
+
+        def work(cursor: duckdb.DuckDBPyConnection) -> tuple[list[tuple[str, str]], list[Any]]:
+            # One cursor for both steps; the outer query wraps the inner SQL as rendered.
+            types = _result_types(cursor, inner_sql, binder.values)
+            sql = f'SELECT {row_json_sql(tuple(types))} FROM ({inner_sql}) AS "__th_q"'
+            return types, cursor.execute(sql, binder.values or None).fetchall()
+
+        result_types, fetched = _run_user_facing(engine, work)
+        size = 256 + sum(len(row[0]) for row in fetched)
+        engine.answers.put(key, (result_types, fetched), size)
+    more = len(fetched) > limit
+    page = fetched[:limit]
+    return QueryResult(
+        rows_json=[row[0] for row in page],
+        fields=[{"name": n, "type": logical_type(t)} for n, t in result_types],
+        total=None if more else len(page),
+        total_estimated=more,
+        truncated=more,
+        elapsed_ms=elapsed_ms(started),
+        version=table.version,
+        extra={"resource_id": table.resource_id, "served_from": table.served_from},
+    )
+
+
+def _aggregate_sql(
+    table: PublishedTable,
+    group_by: list[str],
+    metrics: list[Metric],
+    filters: list[Filter],
+    q: str,
+    sort: str | None,
+    limit: int,
+) -> str:
+    """Compile an aggregate request on `table` (already served) to its SQL; 422 for a bad one."""
     for name in group_by:
         if is_geometry(str(table.column(name).get("db_type") or "")):
             raise invalid_filter(f"Cannot group by geometry column {name!r}.", name)
@@ -1140,35 +1273,7 @@ def query_aggregate(
     if order:
         select = select.order_by(*order, copy=False)
     select.set("limit", _limit(limit + 1))
-    inner_sql = render(select)
-    # A version never changes, so neither does its aggregate: kept once computed.
-    key = ("aggregate", table.table_name, table.snapshot_id, inner_sql, _values_key(binder))
-    known = engine.answers.get(key)
-    if known is not None:
-        result_types, fetched = known
-    else:
-
-        def work(cursor: duckdb.DuckDBPyConnection) -> tuple[list[tuple[str, str]], list[Any]]:
-            # One cursor for both steps; the outer query wraps the inner SQL as rendered.
-            types = _result_types(cursor, inner_sql, binder.values)
-            sql = f'SELECT {row_json_sql(tuple(types))} FROM ({inner_sql}) AS "__th_q"'
-            return types, cursor.execute(sql, binder.values or None).fetchall()
-
-        result_types, fetched = _run_user_facing(engine, work)
-        size = 256 + sum(len(row[0]) for row in fetched)
-        engine.answers.put(key, (result_types, fetched), size)
-    more = len(fetched) > limit
-    page = fetched[:limit]
-    return QueryResult(
-        rows_json=[row[0] for row in page],
-        fields=[{"name": n, "type": logical_type(t)} for n, t in result_types],
-        total=None if more else len(page),
-        total_estimated=more,
-        truncated=more,
-        elapsed_ms=elapsed_ms(started),
-        version=table.version,
-        extra={"resource_id": table.resource_id, "served_from": table.served_from},
-    )
+    return render(select)
 
 
 def _result_types(

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from townhall.accounts.auth import SESSION_COOKIE, PublicActor, current_actor, requires
+from townhall.accounts.auth import PublicActor, current_actor, is_anonymous, requires
 from townhall.accounts.permissions import mark_access
 from townhall.actor import ANONYMOUS, Actor
 from townhall.aiodb import AsyncReadPool
@@ -236,18 +236,6 @@ async def _status_lookup_access() -> None:
 
 public_status = mark_access(_status_lookup_access, "public")
 PUBLIC_STATUS = Depends(public_status)
-
-
-def is_anonymous(request: Request) -> bool:
-    """No token and no session cookie: the usual resident or Open311 client. A walk over the
-    scope's few headers (lower case, as ASGI servers give them); the cookies are parsed only
-    when there are any."""
-    cookies = False
-    for name, _ in request.scope["headers"]:
-        if name == b"authorization":
-            return False
-        cookies = cookies or name == b"cookie"
-    return not cookies or SESSION_COOKIE not in request.cookies
 
 
 def status_caller(request: Request) -> Actor:

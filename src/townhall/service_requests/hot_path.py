@@ -9,7 +9,7 @@ still turns an unexpected error into the logged 500). It answers one case only:
 
 - `GET`, a path matching one of the `StatusRoute`s (`app.state.status_routes`, the same
   patterns routing tries first), no query string, no body, no `root_path`;
-- an anonymous caller (`api.is_anonymous`: no `Authorization`, no session cookie).
+- an anonymous caller (`accounts.auth.is_anonymous`: no `Authorization`, no session cookie).
 
 Everything else goes to the app untouched. The answer is what the normal path answers:
 
@@ -42,9 +42,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from townhall.accounts.auth import is_anonymous
 from townhall.middleware import SecurityHeaders, assign_request_id, request_id_header
 from townhall.request_context import reset_request_id, set_request_id
-from townhall.service_requests.api import StatusRoute, is_anonymous
+from townhall.service_requests.api import StatusRoute
 
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
 

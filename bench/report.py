@@ -328,10 +328,12 @@ def markdown(results: Results) -> str:
         "",
     ]
     parts += [
-        "Townhall keeps the exact counts and aggregates of a published version once computed "
-        "(a version never changes), so its timed runs of the count and aggregate queries are "
-        'answered from memory; "first ask" is its warm-up, the time of the first request '
-        "of each query.",
+        "Townhall keeps the exact counts, aggregates and pages of a published version once "
+        "computed (a version never changes), so its timed runs of the count, aggregate and "
+        "page queries are answered from memory (which table and version, and whether the "
+        "caller may read it, are still settled on every request); `/sql` answers are not "
+        'kept, so the median query is computed on every run. "first ask" is its warm-up, '
+        "the time of the first request of each query, with nothing kept.",
         "",
     ]
     hows = [f"`{spec.key}`: Datasette via {spec.datasette_how}" for spec in results.specs]

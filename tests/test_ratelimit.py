@@ -543,3 +543,47 @@ def test_two_nodes_share_redis_counters(runtime, redis_prefix: str) -> None:
     with _client(runtime, **limits) as one, _client(runtime, **limits) as two:
         statuses = [node.get("/api/v1/datasets").status_code for node in (one, two, one, two)]
     assert statuses == [200, 200, 200, 429]
+
+
+def _redis_count(key: str) -> int:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return int(client.get(key) or 0)
+    finally:
+        client.close()
+
+
+def test_counts_are_reserved_ahead_far_from_the_limit(redis_prefix) -> None:
+    """On the event loop, far from the limit, the next batch is asked for while half a batch
+    is still held, so lookups find counts held instead of waiting on Redis; each count is
+    still spent once, in order."""
+    backend = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+
+    async def hits(times: int) -> list[int]:
+        counts = [(await backend.hit_async("reads:ip:a", 100_000, 60)).count for _ in range(times)]
+        await asyncio.sleep(0.2)  # the reservation ahead lands
+        return counts
+
+    try:
+        counts = asyncio.run(hits(40))
+        assert counts == list(range(1, 41))
+        # 1 (the first, room unknown), a batch of 64, then 64 more ahead once under 32 held.
+        assert _redis_count(f"{redis_prefix}reads:ip:a") == 1 + 64 + 64
+    finally:
+        backend.close()
+
+
+def test_nothing_is_reserved_ahead_near_the_limit(redis_prefix) -> None:
+    backend = RedisBackend.from_url(REDIS_URL, prefix=redis_prefix)
+
+    async def hits(times: int) -> list[int]:
+        counts = [(await backend.hit_async("reads:ip:b", 1_000, 60)).count for _ in range(times)]
+        await asyncio.sleep(0.2)
+        return counts
+
+    try:
+        assert asyncio.run(hits(40)) == list(range(1, 41))
+        # 1, then one batch of 999 // 16 = 62: no second batch before the first is spent.
+        assert _redis_count(f"{redis_prefix}reads:ip:b") == 1 + 62
+    finally:
+        backend.close()

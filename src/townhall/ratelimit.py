@@ -13,6 +13,8 @@ seconds left in the window), in the error shape of the API it called. Two backen
   nodes. The batch is a sixteenth of the room left as last seen, 1 to 64 (`lease_size`): the
   last 31 counts of a window go one by one, so small limits stay exact, and counts a node
   reserved but did not use (a caller who went away) are few and only ever refuse, never admit.
+  On the event loop, far from the limit, the next batch is asked for ahead, in the background,
+  while half a batch is still held (`_Leases.ahead`), so lookups do not wait on Redis.
 
 Anonymous status lookups on PostgreSQL run on the event loop (`service_requests.api`); they
 count through `enforce_async`, which on Redis uses `redis.asyncio` connections of the running
@@ -186,6 +188,13 @@ LEASE_CAP = 64
 # once, what they hold unused is at most about k/16 of the room, and below 32 counts left every
 # reservation is of one count, so a limit under 32 is counted one by one, exactly as before.
 LEASE_SHARE = 16
+# Reserving ahead (`_Leases.ahead`, the event loop's path): while the room left is at least
+# this, a node asks for its next batch once fewer than half a batch is held, so requests do
+# not wait on a round trip every batch (at 7,000 lookups/s a worker spends 64 counts in 9 ms,
+# and every lookup that found none held waited for the reply). Nearer the limit it does not:
+# counts held ahead are what a node could strand.
+AHEAD_ROOM = LEASE_CAP * LEASE_SHARE
+AHEAD_MIN_SECONDS = 0.05
 
 
 def lease_size(room: int | None) -> int:
@@ -255,12 +264,40 @@ class _Leases:
             lease.batching = size > 1
             return size
 
+    def ahead(self, key: str) -> int:
+        """Counts to reserve now, in the background, so that the requests after the next ones
+        find counts held instead of waiting for a round trip (0: none to reserve). Only far from
+        the limit (room for `AHEAD_ROOM`), only while fewer than half a batch is held, and
+        never while a reservation is in flight; so a node holds at most a batch and a half."""
+        now = self.clock()
+        with self._lock:
+            lease = self._leases.get(key)
+            if lease is None or lease.batching or lease.room < AHEAD_ROOM:
+                return 0
+            if lease.seen_until - now < AHEAD_MIN_SECONDS:
+                return 0  # the window is about to end: the next request opens a new one
+            held = sum(slot[1] - slot[0] + 1 for slot in lease.slots if slot[2] > now)
+            size = lease_size(lease.room)
+            if held * 2 >= size:
+                return 0
+            lease.batching = True
+            return size
+
     def record(
-        self, key: str, limit: int, reserved: int, count: int, ttl_ms: int, sent_at: float
+        self,
+        key: str,
+        limit: int,
+        reserved: int,
+        count: int,
+        ttl_ms: int,
+        sent_at: float,
+        *,
+        answering: bool = True,
     ) -> Decision:
         """Keep what a reservation of `reserved` counts got (Redis now at `count`, `ttl_ms`
-        left, asked at `sent_at`): its first count answers the request that made it, the
-        others up to the limit are held for the next ones."""
+        left, asked at `sent_at`): its first count answers the request that made it (unless
+        reserved ahead, `answering=False`), the others up to the limit are held for the next
+        ones."""
         first, last, ends = count - reserved + 1, min(count, limit), sent_at + ttl_ms / 1000
         now = self.clock()
         with self._lock:
@@ -272,8 +309,9 @@ class _Leases:
             if lease.seen_until <= now or limit - count < lease.room:
                 lease.room = limit - count  # a new window, or the lowest room seen in this one
             lease.seen_until = max(lease.seen_until, ends)
-            if first < last:
-                lease.slots.append([first + 1, last, ends])
+            held_from = first + 1 if answering else first
+            if held_from <= last:
+                lease.slots.append([held_from, last, ends])
             if reserved > 1:
                 lease.batching = False
         return Decision(first <= limit, first, limit, max(1, math.ceil(ttl_ms / 1000)))
@@ -342,13 +380,16 @@ class RedisBackend:
             return await asyncio.to_thread(self.hit, key, limit, window_seconds)
         leases = self._leases
         held = leases.take(key, limit)
-        if isinstance(held, Decision):
-            return held
         counter = self._counter
         if counter is None or counter.loop is not asyncio.get_running_loop():
             # A previous loop's connections cannot be closed from this one: they are left to
             # the collector (a test client without its lifespan runs each request on a new loop).
             counter = self._counter = _LoopCounter(self._url, self._script.sha)
+        if isinstance(held, Decision):
+            ahead = leases.ahead(key)
+            if ahead:
+                self._reserve_ahead(counter, key, limit, window_seconds, ahead)
+            return held
         # One reservation per key at a time on the loop: lookups that find none held wait for
         # the one in flight (sharing its failure, so an outage costs one timeout, not one each)
         # rather than each reserving a batch of their own.
@@ -375,6 +416,37 @@ class RedisBackend:
             if not reserved.done():  # done, or cancelled: the waiters take or reserve again
                 reserved.set_result(None)
         return decision
+
+    def _reserve_ahead(
+        self, counter: _LoopCounter, key: str, limit: int, window_seconds: int, size: int
+    ) -> None:
+        """Reserve `size` counts in a task of the loop, as `hit_async` reserves for itself:
+        lookups that run out meanwhile wait for it (`counter.reserving`)."""
+        leases = self._leases
+        if key in counter.reserving:
+            leases.abandon(key, size)
+            return
+        reserved = counter.reserving[key] = counter.loop.create_future()
+
+        async def reserve() -> None:
+            recorded = False
+            try:
+                sent_at = leases.clock()
+                count, ttl_ms = await counter.hit(self._prefix + key, window_seconds * 1000, size)
+                leases.record(key, limit, size, int(count), int(ttl_ms), sent_at, answering=False)
+                recorded = True
+            except Exception as error:  # the next lookup that runs out asks, and logs
+                log.debug("rate limit counts not reserved ahead: %s", error)
+            finally:
+                counter.reserving.pop(key, None)
+                if not recorded:
+                    leases.abandon(key, size)
+                if not reserved.done():
+                    reserved.set_result(None)
+
+        task = counter.loop.create_task(reserve(), name="townhall-ratelimit-ahead")
+        counter.ahead.add(task)  # a reference until it ends (the loop keeps only weak ones)
+        task.add_done_callback(counter.ahead.discard)
 
     def close(self) -> None:
         self._client.close()
@@ -410,6 +482,7 @@ class _LoopCounter:
         self._idle: list[Any] = []
         # Key -> the reservation in flight for it (`RedisBackend.hit_async`).
         self.reserving: dict[str, asyncio.Future[None]] = {}
+        self.ahead: set[asyncio.Task[None]] = set()  # reservations ahead in flight
         self._no_script = NoScriptError
         self._refused = ResponseError
 
@@ -430,6 +503,8 @@ class _LoopCounter:
         return reply
 
     async def aclose(self) -> None:
+        for task in tuple(self.ahead):
+            task.cancel()
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.disconnect()

@@ -696,7 +696,8 @@ def run_backend(
     run = BackendRun(label, workers, len(seeded.codes), server_settings())
     run.server["workers"] = str(workers)
     cache = env.get("TOWNHALL_STATUS_CACHE_SECONDS")
-    run.server["status cache"] = f"{cache} s" if cache is not None else "default (10 s)"
+    default = "default (300 s with Redis)" if redis_url else "default (10 s)"
+    run.server["status cache"] = f"{cache} s" if cache is not None else default
     bare = start_bare(workers, workdir, env)
     townhall = None
     try:

@@ -219,3 +219,15 @@ def test_production_refuses_a_password_hash_cost_below_owasps_floor():
     with pytest.raises(ValidationError, match="PASSWORD_HASH_TIME_COST"):
         Settings(env="production", secret_key=LONG_SECRET, password_hash_time_cost=1)
     assert Settings(env="production", secret_key=LONG_SECRET).password_hash_memory_kib == 65536
+
+
+def test_cache_bounds_follow_the_deployment(tmp_path) -> None:
+    """Unset, the bound of kept answers is short on an embedded instance (the CLI's changes
+    reach no server) and long with Redis (every process publishes its changes)."""
+    embedded = Settings(data_dir=tmp_path, secret_key=LONG_SECRET)
+    clustered = Settings(data_dir=tmp_path, secret_key=LONG_SECRET, redis_url="redis://127.0.0.1/0")
+    assert embedded.cache_seconds(embedded.status_cache_seconds) == 10.0
+    assert clustered.cache_seconds(clustered.table_cache_seconds) == 300.0
+    assert clustered.cache_seconds(0.0) == 0.0  # switched off stays off
+    chosen = Settings(data_dir=tmp_path, secret_key=LONG_SECRET, status_cache_seconds=42)
+    assert chosen.cache_seconds(chosen.status_cache_seconds) == 42

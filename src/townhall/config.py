@@ -28,6 +28,10 @@ MIN_PRODUCTION_HASH_TIME_COST = 2
 RATE_PATTERN = r"^[1-9][0-9]*/(second|minute|hour|day)$"
 
 
+CACHE_SECONDS_EMBEDDED = 10.0
+CACHE_SECONDS_WITH_REDIS = 300.0
+
+
 class Settings(BaseSettings):
     """Every setting Townhall reads. Each one is documented in docs/configuration.md."""
 
@@ -251,23 +255,24 @@ class Settings(BaseSettings):
     district_code_field: str = Field(
         "code", description="Column of the boundaries dataset that holds the district code."
     )
-    status_cache_seconds: float = Field(
-        10.0,
+    status_cache_seconds: float | None = Field(
+        None,
         ge=0,
         le=3600,
-        description="How long a process keeps a request's public status answer (the lookups "
-        "residents and Open311 clients poll). Every change made through Townhall drops it at "
-        "once on every node; this bounds what it cannot see (SQL run by hand, the CLI of an "
-        "embedded instance while it serves). 0 switches the cache off.",
+        description="How long a process keeps a request's public status answer at most (the "
+        "lookups residents and Open311 clients poll). Every change made through Townhall drops "
+        "it at once on every node; this bounds what no node hears of: SQL run by hand, and on "
+        "an embedded instance (no Redis) the CLI's changes while it serves. Unset: 10 s "
+        "without Redis, 300 s with it (every Townhall process then publishes its changes). "
+        "0 switches the cache off.",
     )
-    table_cache_seconds: float = Field(
-        10.0,
+    table_cache_seconds: float | None = Field(
+        None,
         ge=0,
         le=3600,
-        description="How long a process keeps which table and version an anonymous data read "
-        "of a dataset goes to (`/rows`, `/aggregate`), instead of asking the database on "
-        "every request. Every change to the dataset, its resources or versions drops it at "
-        "once on every node; 0 switches it off.",
+        description="The same bound for which table and version an anonymous data read of a "
+        "dataset goes to (`/rows`, `/aggregate`). Unset: 10 s without Redis, 300 s with it; 0 "
+        "looks it up in the database on every request.",
     )
     status_cache_entries: int = Field(
         20_000,
@@ -280,6 +285,15 @@ class Settings(BaseSettings):
         description="Estimated waits, in minutes, whose crossing is announced to the "
         "followers of an office's live status, as a JSON list.",
     )
+
+    def cache_seconds(self, given: float | None) -> float:
+        """The time bound of a cache of answers (`status_cache_seconds`,
+        `table_cache_seconds`): as given, else by deployment. With Redis every process's
+        changes reach every node, so the bound only covers SQL run by hand; without it, the
+        CLI's changes to a running embedded instance are not heard either."""
+        if given is not None:
+            return given
+        return CACHE_SECONDS_WITH_REDIS if self.redis_url else CACHE_SECONDS_EMBEDDED
 
     @classmethod
     def settings_customise_sources(

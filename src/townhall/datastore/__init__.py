@@ -9,11 +9,12 @@ def register(app: FastAPI) -> None:
     from townhall.catalog.queries import TABLE_KIND
     from townhall.datastore import api
 
+    settings = app.state.settings
     # Kept table lookups of anonymous reads (`api._published`).
     app.state.table_cache = app.state.runtime.invalidations.cache(
         "published_table",
         kinds=[TABLE_KIND],
-        ttl_seconds=app.state.settings.table_cache_seconds,
+        ttl_seconds=settings.cache_seconds(settings.table_cache_seconds),
         max_entries=4096,
     )
     app.include_router(api.router)

@@ -22,7 +22,7 @@ def register(app: FastAPI) -> None:
     app.state.status_cache = app.state.runtime.invalidations.cache(
         "status",
         kinds=[queries.STATUS_KIND],
-        ttl_seconds=settings.status_cache_seconds,
+        ttl_seconds=settings.cache_seconds(settings.status_cache_seconds),
         max_entries=settings.status_cache_entries,
     )
 

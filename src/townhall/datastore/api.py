@@ -26,7 +26,7 @@ from townhall.accounts.security import csrf_matches
 from townhall.actor import ANONYMOUS, Actor
 from townhall.catalog.queries import TABLE_KIND
 from townhall.datastore import export, query
-from townhall.datastore.engine import QueryEngine, query_engine
+from townhall.datastore.engine import NotKept, QueryEngine, query_engine
 from townhall.datastore.ingest import ingest_file
 from townhall.datastore.schemas import FetchQueued, IngestPublic, QueryPage, SqlQuery
 from townhall.datastore.serving import serving_copies
@@ -35,6 +35,7 @@ from townhall.db import unit_of_work
 from townhall.deps import DbSession, request_unit_of_work
 from townhall.errors import NotFoundError, PermissionDenied, TownhallError
 from townhall.ratelimit import enforce as enforce_rate_limit
+from townhall.ratelimit import enforce_async as enforce_rate_limit_async
 from townhall.schemas import MAX_ID
 
 router = APIRouter(prefix="/api/v1", tags=["datastore"])
@@ -130,7 +131,12 @@ PUBLIC_READ = Depends(mark_access(_resolved_in_thread, "public"))
 
 
 def _published(
-    request: Request, slug: str, *, resource: str | None, version: int | None
+    request: Request,
+    slug: str,
+    *,
+    resource: str | None,
+    version: int | None,
+    counted: bool = False,
 ) -> query.PublishedTable:
     """Resolve the caller (as `PublicActor` does: 401 for a bad token, the rate limit counted)
     and the table it reads, in one short unit of work ended before DuckDB works. Call in a
@@ -143,7 +149,8 @@ def _published(
     """
     if is_anonymous(request):
         request.state.actor = ANONYMOUS
-        enforce_rate_limit(request, ANONYMOUS)
+        if not counted:
+            enforce_rate_limit(request, ANONYMOUS)
         cache = request.app.state.table_cache
         key = (slug, resource, version)
         table: query.PublishedTable | None = cache.get(key)
@@ -159,6 +166,41 @@ def _published(
     with request_unit_of_work(request) as db:
         actor = current_actor(request, db, request.app.state.settings)
         return query.published_table(db, actor, slug, resource=resource, version=version)
+
+
+async def _answer(
+    request: Request,
+    slug: str,
+    resource: str | None,
+    version: int | None,
+    answer: Callable[[query.PublishedTable, QueryEngine], Response],
+) -> Response:
+    """`answer(table, engine)` for the dataset's table: on the event loop when everything it
+    needs is kept in memory, else in one trip to the thread pool (`_read_in_thread`).
+
+    An anonymous caller's table lookup (`app.state.table_cache`) and the page, count or
+    aggregate of an immutable version (`engine.answers`) are often all kept; then nothing
+    blocks, and the answer costs no thread hop, whose two wake-ups cost more than the answer
+    on a server that is not busy (measured: a kept first page 2.4-2.6 ms over HTTP with the
+    hop, the bare ceiling 1.3 ms, after 30 ms idle). The first thing missing (`NotKept`)
+    sends the whole request to the thread, the rate limit already counted."""
+    counted = False
+    if is_anonymous(request):
+        request.state.actor = ANONYMOUS
+        await enforce_rate_limit_async(request, ANONYMOUS)
+        counted = True
+        table = request.app.state.table_cache.get((slug, resource, version))
+        if table is not None:
+            try:
+                return answer(table, _engine(request).memory_only())
+            except NotKept:
+                pass
+
+    def read() -> Response:
+        table = _published(request, slug, resource=resource, version=version, counted=counted)
+        return answer(table, _engine(request))
+
+    return await _read_in_thread(read)
 
 
 async def _read_in_thread(read: Callable[[], Response]) -> Response:
@@ -339,8 +381,7 @@ async def dataset_rows(
     offset: Annotated[int, Query(ge=0, le=10**12)] = 0,
     cursor: Annotated[str | None, Query(max_length=4000)] = None,
 ) -> Response:
-    def read() -> Response:
-        table = _published(request, slug, resource=resource, version=version)
+    def answer(table: query.PublishedTable, engine: QueryEngine) -> Response:
         rows_request = _rows_request(
             request.query_params,
             table,
@@ -351,9 +392,9 @@ async def dataset_rows(
             offset=offset,
             cursor=cursor,
         )
-        return _json(query.query_rows(_engine(request), table, rows_request))
+        return _json(query.query_rows(engine, table, rows_request))
 
-    return await _read_in_thread(read)
+    return await _answer(request, slug, resource, version, answer)
 
 
 @router.get(
@@ -376,8 +417,7 @@ async def dataset_aggregate(
     sort: SortParam = None,
     limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> Response:
-    def read() -> Response:
-        table = _published(request, slug, resource=resource, version=version)
+    def answer(table: query.PublishedTable, engine: QueryEngine) -> Response:
         groups = [
             name.strip() for item in group_by or [] for name in item.split(",") if name.strip()
         ]
@@ -388,7 +428,7 @@ async def dataset_aggregate(
             table.column(item.column)
         metrics = query.parse_metrics(metric or [], table)
         result = query.query_aggregate(
-            _engine(request),
+            engine,
             table,
             group_by=groups,
             metrics=metrics,
@@ -399,7 +439,7 @@ async def dataset_aggregate(
         )
         return _json(result)
 
-    return await _read_in_thread(read)
+    return await _answer(request, slug, resource, version, answer)
 
 
 def _sql_text(sql: str | None, body: SqlQuery | None) -> tuple[str, int | None]:

@@ -202,6 +202,10 @@ class _Generation:
         self.functions = functions
 
 
+class NotKept(Exception):
+    """A `memory_only` engine was asked to run a query: the answer is not kept."""
+
+
 class QueryEngine:
     """The locked DuckDB instance of one runtime, opened on first use; thread-safe.
 
@@ -228,6 +232,7 @@ class QueryEngine:
         self._lock = threading.Lock()
         self._generation: _Generation | None = None
         self._pinned: _Generation | None = None
+        self._memory_only = False
         self._preserve_insertion_order = preserve_insertion_order
         self._threads = threads
         self._query_memory_limit = query_memory_limit
@@ -329,6 +334,19 @@ class QueryEngine:
         pinned._parent = self._parent or self
         return pinned
 
+    def memory_only(self) -> QueryEngine:
+        """This engine for answers already kept (`answers`), on the event loop: held to its
+        open instance, and any query raises `NotKept` instead of running (so nothing blocks).
+        Raises `NotKept` at once when no instance is open yet."""
+        generation = self._pinned or self._generation
+        if generation is None:
+            raise NotKept
+        view = copy.copy(self)
+        view._pinned = generation
+        view._parent = self._parent or self
+        view._memory_only = True
+        return view
+
     def copy_alias(self, table_name: str, snapshot_id: int) -> str | None:
         """The attached name of the serving copy of `table_name` at `snapshot_id`, or None
         when this instance has none (the query then reads the lake)."""
@@ -370,6 +388,8 @@ class QueryEngine:
     def cursor(self, timeout_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor whose queries stop after `timeout_seconds` (default: the setting), raising
         TownhallError `query_timeout`. The limit covers everything done inside the block."""
+        if self._memory_only:
+            raise NotKept
         limit = self.timeout_seconds if timeout_seconds is None else timeout_seconds
         cursor = self._connection().cursor()
         fired = threading.Event()

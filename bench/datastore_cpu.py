@@ -39,6 +39,7 @@ from urllib.parse import urlencode
 from bench.generate import FILTER_CATEGORY, YEAR, generate_csv
 from bench.ingest import DATASET_SLUG, townhall_ingest, townhall_settings
 from bench.queries import PAGE_SIZE, deep_offset
+from bench.status_cpu import asgi_get
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -90,39 +91,6 @@ def requests_of(rows: int) -> dict[str, tuple[str, dict[str, Any], str | None]]:
         ),
         "healthz": ("/healthz", {}, None),
     }
-
-
-async def _call(app: Any, path: str, query: bytes) -> tuple[int, bytes]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query,
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench")],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    status = 0
-    body: list[bytes] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            body.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return status, b"".join(body)
 
 
 def prepare(args: argparse.Namespace) -> Path:
@@ -240,7 +208,7 @@ async def measure(app: Any, data_dir: Path, args: argparse.Namespace) -> None:
             path, params, sql = chosen[name]
             query = urlencode(params).encode()
             for _ in range(20):  # warm: the copy attached, compiled SQL, kept answers
-                status, body = await _call(app, path, query)
+                status, body = await asgi_get(app, path, query)
                 if status != 200:
                     raise SystemExit(f"{name}: {status} {body[:300]!r}")
             if name != "healthz" and b'"served_from":"copy"' not in body:
@@ -261,7 +229,7 @@ async def measure(app: Any, data_dir: Path, args: argparse.Namespace) -> None:
                     if args.cold:
                         engine.answers.clear()
                     cpu, wall = time.process_time(), time.perf_counter()
-                    status, _ = await _call(app, path, query)
+                    status, _ = await asgi_get(app, path, query)
                     spent_cpu += time.process_time() - cpu
                     spent_wall += time.perf_counter() - wall
                     if status != 200:

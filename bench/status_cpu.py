@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _call(app: Any, path: str) -> int:
+async def asgi_get(app: Any, path: str, query: bytes = b"") -> tuple[int, bytes]:
+    """One `GET path?query` through `app` as a server would call it: status and body."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -67,13 +68,14 @@ async def _call(app: Any, path: str) -> int:
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": b"",
+        "query_string": query,
         "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench")],
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 8000),
         "state": {},
     }
     status = 0
+    body: list[bytes] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -82,9 +84,11 @@ async def _call(app: Any, path: str) -> int:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+        elif message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    return status
+    return status, b"".join(body)
 
 
 async def _round(app: Any, paths: list[str], concurrency: int) -> list[int]:
@@ -93,7 +97,7 @@ async def _round(app: Any, paths: list[str], concurrency: int) -> list[int]:
 
     async def worker() -> None:
         for path in queue:
-            statuses.append(await _call(app, path))
+            statuses.append((await asgi_get(app, path))[0])
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return statuses

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
@@ -47,6 +48,31 @@ SLICES: list[str] = [
 # FastAPI asks on every request whether an OpenTelemetry provider is configured unless told
 # that no signal is wanted (setting `opentelemetry`).
 OPENTELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def _kept_reads(app: FastAPI) -> Any:
+    """Kept data reads for the app's front (`datastore.front`), with the datastore slice."""
+    if not hasattr(app.state, "table_cache"):
+        return None
+    from townhall.datastore.front import kept_read
+
+    return kept_read
+
+
+def _usage_counter(app: FastAPI) -> Callable[[str], None] | None:
+    """What the front calls for each data read it answered: the dataset usage counts
+    (`governance.usage`), as `UsageMiddleware` counts the reads the stack answers."""
+    recorder = getattr(app.state, "dataset_usage", None)
+    if recorder is None:
+        return None
+    from townhall.governance.usage import classify_path, count_read
+
+    def count(path: str) -> None:
+        target = classify_path("GET", path)
+        if target is not None:
+            count_read(recorder, target, None)
+
+    return count
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
@@ -104,5 +130,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             routes=tuple(status_routes),
             https=https,
             metrics=getattr(app.state, "metrics", None),
+            kept_reads=_kept_reads(app),
+            answered_read=_usage_counter(app),
         )
     return app

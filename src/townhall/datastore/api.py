@@ -382,19 +382,38 @@ async def dataset_rows(
     cursor: Annotated[str | None, Query(max_length=4000)] = None,
 ) -> Response:
     def answer(table: query.PublishedTable, engine: QueryEngine) -> Response:
-        rows_request = _rows_request(
-            request.query_params,
-            table,
-            q=q,
-            fields=fields,
-            sort=sort,
-            limit=limit,
-            offset=offset,
+        return rows_response(
+            request, table, engine, q=q, fields=fields, sort=sort, limit=limit, offset=offset,
             cursor=cursor,
-        )
-        return _json(query.query_rows(engine, table, rows_request))
+        )  # fmt: skip
 
     return await _answer(request, slug, resource, version, answer)
+
+
+def rows_response(
+    request: Request,
+    table: query.PublishedTable,
+    engine: QueryEngine,
+    *,
+    q: str,
+    fields: str | None,
+    sort: str | None,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+) -> Response:
+    """A page of rows of `table` (`/rows`), with its filters from the query string."""
+    rows_request = _rows_request(
+        request.query_params,
+        table,
+        q=q,
+        fields=fields,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+    )
+    return _json(query.query_rows(engine, table, rows_request))
 
 
 @router.get(
@@ -418,28 +437,43 @@ async def dataset_aggregate(
     limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> Response:
     def answer(table: query.PublishedTable, engine: QueryEngine) -> Response:
-        groups = [
-            name.strip() for item in group_by or [] for name in item.split(",") if name.strip()
-        ]
-        for name in groups:
-            table.column(name)
-        filters = query.parse_filters(request.query_params.multi_items())
-        for item in filters:
-            table.column(item.column)
-        metrics = query.parse_metrics(metric or [], table)
-        result = query.query_aggregate(
-            engine,
-            table,
-            group_by=groups,
-            metrics=metrics,
-            filters=filters,
-            q=q,
-            sort=sort,
-            limit=limit,
+        return aggregate_response(
+            request, table, engine, group_by=group_by, metric=metric, q=q, sort=sort, limit=limit
         )
-        return _json(result)
 
     return await _answer(request, slug, resource, version, answer)
+
+
+def aggregate_response(
+    request: Request,
+    table: query.PublishedTable,
+    engine: QueryEngine,
+    *,
+    group_by: list[str] | None,
+    metric: list[str] | None,
+    q: str,
+    sort: str | None,
+    limit: int | None,
+) -> Response:
+    """Groups and metrics of `table` (`/aggregate`), filters from the query string."""
+    groups = [name.strip() for item in group_by or [] for name in item.split(",") if name.strip()]
+    for name in groups:
+        table.column(name)
+    filters = query.parse_filters(request.query_params.multi_items())
+    for item in filters:
+        table.column(item.column)
+    metrics = query.parse_metrics(metric or [], table)
+    result = query.query_aggregate(
+        engine,
+        table,
+        group_by=groups,
+        metrics=metrics,
+        filters=filters,
+        q=q,
+        sort=sort,
+        limit=limit,
+    )
+    return _json(result)
 
 
 def _sql_text(sql: str | None, body: SqlQuery | None) -> tuple[str, int | None]:

@@ -28,6 +28,12 @@ limit has no body to limit; usage counts dataset reads only; the cookie middlewa
 cookies only for callers that a page or `current_actor` marked; lockdown refuses writes and
 leaves a banner notice on the scope for pages, and a GET of JSON or XML shows neither
 (tests/test_status_hot_path.py compares whole answers, lockdown on).
+
+The same front answers anonymous data reads (`/rows`, `/aggregate`, with a query string) that
+are made of kept answers only (`kept_reads`, `datastore.front.kept_read`, which decides what it
+takes), with the same request id, headers and metrics, the rate limit counted first (its 429
+is the app's own), and the dataset's usage counted (`answered_read`) as `UsageMiddleware`
+counts a read the stack answers (tests/test_datastore_front.py compares whole answers).
 """
 
 from __future__ import annotations
@@ -35,19 +41,24 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from townhall.accounts.auth import is_anonymous
+from townhall.actor import ANONYMOUS
 from townhall.middleware import SecurityHeaders, assign_request_id, request_id_header
+from townhall.ratelimit import enforce_async as enforce_rate_limit_async
 from townhall.request_context import reset_request_id, set_request_id
 from townhall.service_requests.api import StatusRoute
 
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
+# `datastore.front.kept_read`: a kept data read's route template and answer, or None.
+KeptReads = Callable[[Request], tuple[str, Response] | None]
 
 
 class StatusHotPath:
@@ -61,20 +72,30 @@ class StatusHotPath:
         routes: Sequence[StatusRoute],
         https: bool,
         metrics: Any | None = None,
+        kept_reads: KeptReads | None = None,
+        answered_read: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
         self.routes = tuple(route for route in routes if "GET" in route.methods)
         self.security_headers = SecurityHeaders(https=https)
         self.metrics = metrics  # `health.Metrics`, when the health slice is registered
+        self.kept_reads = kept_reads  # `datastore.front.kept_read`, with the datastore slice
+        # Told the path of each kept read answered 200 (the dataset usage counts).
+        self.answered_read = answered_read
         self.answered = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or scope["query_string"]
-            or scope.get("root_path")
-        ):
+        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        if scope["query_string"]:
+            if self.kept_reads is not None and "/datasets/" in scope["path"]:
+                request = Request(scope, receive)
+                if is_anonymous(request) and not _has_body(scope):
+                    found = self.kept_reads(request)
+                    if found is not None:
+                        await self._answer_kept(scope, send, request, *found)
+                        return
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
@@ -86,7 +107,7 @@ class StatusHotPath:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        if not is_anonymous(request) or any(name in _BODY_HEADERS for name, _ in scope["headers"]):
+        if not is_anonymous(request) or _has_body(scope):
             await self.app(scope, receive, send)
             return
         convertors = route.param_convertors
@@ -98,6 +119,33 @@ class StatusHotPath:
         await self._answer(scope, send, route, request)
 
     async def _answer(self, scope: Scope, send: Send, route: StatusRoute, request: Request) -> None:
+        await self._respond(scope, send, request, route.path, route.answer_polled(request))
+
+    async def _answer_kept(
+        self, scope: Scope, send: Send, request: Request, route_path: str, response: Response
+    ) -> None:
+        """A kept data read: counted by the rate limit as the route would (429 instead of the
+        answer past the limit), and by the dataset's usage counts when answered."""
+
+        async def counted() -> Response:
+            request.state.actor = ANONYMOUS
+            await enforce_rate_limit_async(request, ANONYMOUS)
+            return response
+
+        status = await self._respond(scope, send, request, route_path, counted())
+        if status == 200 and self.answered_read is not None:
+            self.answered_read(scope["path"])
+
+    async def _respond(
+        self,
+        scope: Scope,
+        send: Send,
+        request: Request,
+        route_path: str,
+        produce: Awaitable[Response],
+    ) -> int:
+        """Send what `produce` gives (or the app's answer to what it raises) with the stack's
+        request id and security headers, counted in the metrics; returns the status."""
         self.answered += 1
         started = time.perf_counter()
         status = 500  # what the metrics count if the lookup raises (`MetricsMiddleware` too)
@@ -105,7 +153,7 @@ class StatusHotPath:
         token = set_request_id(request_id)
         try:
             try:
-                response = await route.answer_polled(request)
+                response = await produce
             except Exception as exc:
                 handler = _handler_for(scope["app"], exc)
                 if handler is None:
@@ -122,7 +170,12 @@ class StatusHotPath:
         finally:
             reset_request_id(token)
             if self.metrics is not None:
-                self.metrics.observe("GET", route.path, status, time.perf_counter() - started)
+                self.metrics.observe("GET", route_path, status, time.perf_counter() - started)
+        return status
+
+
+def _has_body(scope: Scope) -> bool:
+    return any(name in _BODY_HEADERS for name, _ in scope["headers"])
 
 
 def _handler_for(app: Any, exc: Exception) -> Any:

@@ -558,9 +558,7 @@ def _one_request(
             if found is not None and not found.hidden:
                 documents = _documents(db, [found], base_url, True)
     else:
-        cache = request.app.state.status_cache
-        key = ("open311", fmt, queries.normalise_code(service_request_id))
-        kept = kept_status(cache, key)
+        cache, key, kept = kept_status(request, service_request_id, "open311", fmt)
         if kept is not None:
             return kept
         started = cache.begin()
@@ -588,9 +586,7 @@ async def _one_request_async(
     await status_caller_async(request)
     fmt = _format(fmt)
     _check_jurisdiction(request, jurisdiction)
-    cache = request.app.state.status_cache
-    key = ("open311", fmt, queries.normalise_code(service_request_id))
-    kept = kept_status(cache, key)
+    cache, key, kept = kept_status(request, service_request_id, "open311", fmt)
     if kept is not None:
         return kept
     started = cache.begin()

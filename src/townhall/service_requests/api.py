@@ -676,8 +676,7 @@ async def read_request(code: str, request: Request) -> Response:
 
 async def _status_response_async(request: Request, code: str) -> Response:
     await status_caller_async(request)
-    cache, key = request.app.state.status_cache, ("native", queries.normalise_code(code))
-    kept = kept_status(cache, key)
+    cache, key, kept = kept_status(request, code, "native")
     if kept is not None:
         return kept
     started = cache.begin()
@@ -690,8 +689,7 @@ async def _status_response_async(request: Request, code: str) -> Response:
 
 def _status_response(request: Request, code: str) -> Response:
     status_caller(request)
-    cache, key = request.app.state.status_cache, ("native", queries.normalise_code(code))
-    kept = kept_status(cache, key)
+    cache, key, kept = kept_status(request, code, "native")
     if kept is not None:
         return kept
     started = cache.begin()
@@ -704,19 +702,25 @@ def _status_response(request: Request, code: str) -> Response:
     return keep_status(cache, key, response, started=started, request_id=row.id)
 
 
-def kept_status(cache: InvalidatedCache, key: Hashable) -> Response | None:
-    """A status answer kept by `keep_status`, as a new response, or None.
+def kept_status(
+    request: Request, code: str, *variant: str
+) -> tuple[InvalidatedCache, Hashable, Response | None]:
+    """The app's status cache, the key of request `code`'s answer in `variant` (`native`,
+    `open311` and its format), and that answer kept by `keep_status` as a new response, or
+    None.
 
     The status lookups are what residents and clients poll, the busiest reads of a portal;
     the answers are the same for every caller (public columns only), and every change to a
     request drops its answers on every node (`townhall.cache`, `queries.watch_status_changes`).
     The rate limit is counted before, as for any lookup. Only found requests (200) are kept.
     """
+    cache: InvalidatedCache = request.app.state.status_cache
+    key = (*variant, queries.normalise_code(code))
     kept = cache.get(key)
     if kept is None:
-        return None
+        return cache, key, None
     body, media_type = kept
-    return Response(body, media_type=media_type)
+    return cache, key, Response(body, media_type=media_type)
 
 
 def keep_status(

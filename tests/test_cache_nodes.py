@@ -107,9 +107,8 @@ def test_a_listener_that_subscribed_again_forgets_what_it_kept(runtime, two_node
         assert _wait_for(reader.invalidations.delivering)
         _answers(client, code)
         assert len(cache) == 3
-        backend = reader.events._redis_backend
-        assert backend is not None
-        subscribed = backend.subscriptions
+        subscribed = reader.events.subscription
+        assert subscribed is not None
         # Redis drops the listener's connection: events published meanwhile would be lost.
         admin = redis.Redis.from_url(REDIS_URL)
         try:
@@ -122,7 +121,7 @@ def test_a_listener_that_subscribed_again_forgets_what_it_kept(runtime, two_node
         finally:
             admin.close()
         assert killed >= 1
-        assert _wait_for(lambda: backend.subscriptions > subscribed and backend.live.is_set())
+        assert _wait_for(lambda: (reader.events.subscription or 0) > subscribed)
         assert _wait_for(reader.invalidations.delivering)
         assert len(cache) == 0
         _answers(client, code)

@@ -545,14 +545,6 @@ def test_two_nodes_share_redis_counters(runtime, redis_prefix: str) -> None:
     assert statuses == [200, 200, 200, 429]
 
 
-def _redis_count(key: str) -> int:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        return int(client.get(key) or 0)
-    finally:
-        client.close()
-
-
 def test_counts_are_reserved_ahead_far_from_the_limit(redis_prefix) -> None:
     """On the event loop, far from the limit, the next batch is asked for while half a batch
     is still held, so lookups find counts held instead of waiting on Redis; each count is

@@ -209,12 +209,12 @@ class Invalidations:
         """Whether a change committed anywhere reaches this process's caches now."""
         if self.bus.backend != "redis":
             return True
-        backend = self.bus._redis_backend
-        if not self._listening or backend is None or not backend.live.is_set():
+        subscription = self.bus.subscription
+        if not self._listening or subscription is None:
             return False
-        if backend.subscriptions != self._subscription_seen:
+        if subscription != self._subscription_seen:
             # Subscribed again after a gap: what was published meanwhile is lost.
-            self._subscription_seen = backend.subscriptions
+            self._subscription_seen = subscription
             self.clear_all()
         return True
 

@@ -254,6 +254,17 @@ class EventBus:
     def connected(self) -> bool:
         return self._loop is not None
 
+    @property
+    def subscription(self) -> int | None:
+        """Which subscription of this process to the other processes' events is live: a
+        number that changes each time the Redis listener subscribes again (events published
+        in between are lost), or None while it is not subscribed. In memory there are no
+        other processes: always 0."""
+        backend = self._redis_backend
+        if backend is None:
+            return 0
+        return backend.subscriptions if backend.live.is_set() else None
+
     def _new_broadcast(self) -> Broadcast:
         if self.backend == "redis":
             self._redis_backend = RedisEventBackend(
